@@ -1,0 +1,630 @@
+//! `traspasoctl`: the command line over the library. Human output is a
+//! translated, readable tree; `--json` gives the contracts of DESIGN.md.
+//!
+//! Exit codes: 0 done · 1 operation failed · 2 bad usage or bad input ·
+//! 3 not authorised · 4 refused as unsafe.
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::error::{ContextKind, ContextValue, ErrorKind};
+use clap::{Arg, ArgAction, ArgMatches, Command};
+use serde::Serialize;
+
+use crate::capture::{self, CaptureOptions};
+use crate::host::{is_root, HostRoot};
+use crate::i18n::{gettext, gettext_f, ngettext_f};
+use crate::pci::PciAddress;
+use crate::rom::{self, Rom};
+use crate::topology::{Finding, PciDevice, ScanError, ScanOptions, Severity, Topology};
+
+/// Exit codes of `traspasoctl` (DESIGN.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Exit {
+    Done = 0,
+    Failed = 1,
+    BadInput = 2,
+    NotAuthorised = 3,
+    Refused = 4,
+}
+
+/// An error on its way to the user: a translated sentence and an exit code.
+#[derive(Debug)]
+pub struct CliError {
+    pub exit: Exit,
+    pub message: String,
+}
+
+impl CliError {
+    fn new(exit: Exit, message: impl Into<String>) -> Self {
+        CliError {
+            exit,
+            message: message.into(),
+        }
+    }
+}
+
+type CliResult = Result<(), CliError>;
+
+struct Globals {
+    root: PathBuf,
+    pci_ids: Option<PathBuf>,
+    json: bool,
+}
+
+fn command() -> Command {
+    let template = format!(
+        "{{about}}\n\n{}: {{usage}}\n\n{}:\n{{subcommands}}\n\n{}:\n{{options}}\n{{after-help}}",
+        gettext("Usage"),
+        gettext("Commands"),
+        gettext("Options")
+    );
+    let sub_template = format!(
+        "{{about}}\n\n{}: {{usage}}\n\n{}:\n{{all-args}}\n",
+        gettext("Usage"),
+        gettext("Arguments and options")
+    );
+    let help_arg = || {
+        Arg::new("help")
+            .short('h')
+            .long("help")
+            .action(ArgAction::Help)
+            .help(gettext("Show this help"))
+    };
+    let sub = |name: &'static str, about: String| {
+        Command::new(name)
+            .about(about)
+            .help_template(sub_template.clone())
+            .disable_help_flag(true)
+            .arg(help_arg())
+    };
+    Command::new("traspasoctl")
+        .about(gettext("Traspaso from the command line: IOMMU groups, option ROMs, host captures."))
+        .version(crate::config::VERSION)
+        .help_template(template)
+        .disable_help_flag(true)
+        .disable_version_flag(true)
+        .disable_help_subcommand(true)
+        .subcommand_required(true)
+        .after_help(gettext("Exit codes: 0 done, 1 operation failed, 2 bad usage or bad input, 3 not authorised, 4 refused as unsafe."))
+        .arg(help_arg())
+        .arg(
+            Arg::new("version")
+                .short('V')
+                .long("version")
+                .action(ArgAction::Version)
+                .help(gettext("Show the version")),
+        )
+        .arg(
+            Arg::new("root")
+                .long("root")
+                .global(true)
+                .value_name(gettext("DIR"))
+                .value_parser(clap::value_parser!(PathBuf))
+                .help(gettext("Read the host from DIR instead of / (a capture)")),
+        )
+        .arg(
+            Arg::new("pci-ids")
+                .long("pci-ids")
+                .global(true)
+                .value_name(gettext("FILE"))
+                .value_parser(clap::value_parser!(PathBuf))
+                .help(gettext("Take device names from this pci.ids file")),
+        )
+        .arg(
+            Arg::new("json")
+                .long("json")
+                .global(true)
+                .action(ArgAction::SetTrue)
+                .help(gettext("Print JSON for scripts")),
+        )
+        .subcommand(
+            sub("topology", gettext("Show PCI devices by IOMMU group, with findings")).arg(
+                Arg::new("read-roms")
+                    .long("read-roms")
+                    .action(ArgAction::SetTrue)
+                    .help(gettext("Read the option ROMs of graphics devices (needs root)")),
+            ),
+        )
+        .subcommand(
+            sub("rom", gettext("Inspect an option ROM: from a file or from a device"))
+                .arg(
+                    Arg::new("file")
+                        .value_name(gettext("FILE"))
+                        .value_parser(clap::value_parser!(PathBuf))
+                        .required_unless_present("device")
+                        .conflicts_with("device")
+                        .help(gettext("A ROM file")),
+                )
+                .arg(
+                    Arg::new("device")
+                        .long("device")
+                        .value_name(gettext("ADDRESS"))
+                        .help(gettext("Read the ROM of this PCI function (needs root)")),
+                ),
+        )
+        .subcommand(
+            sub("capture", gettext("Copy what Traspaso reads from this host into a directory"))
+                .arg(
+                    Arg::new("dir")
+                        .value_name(gettext("DIR"))
+                        .value_parser(clap::value_parser!(PathBuf))
+                        .required(true)
+                        .help(gettext("A new or empty directory")),
+                )
+                .arg(
+                    Arg::new("no-roms")
+                        .long("no-roms")
+                        .action(ArgAction::SetTrue)
+                        .help(gettext("Do not read option ROMs")),
+                ),
+        )
+}
+
+fn context(err: &clap::Error, kind: ContextKind) -> String {
+    match err.get(kind) {
+        Some(ContextValue::String(s)) => s.clone(),
+        Some(ContextValue::Strings(v)) => v.join(", "),
+        Some(other) => other.to_string(),
+        None => String::new(),
+    }
+}
+
+/// A clap error in the user's language.
+fn usage_message(err: &clap::Error) -> String {
+    let arg = context(err, ContextKind::InvalidArg);
+    match err.kind() {
+        ErrorKind::UnknownArgument => gettext_f("Unknown option {arg}", &[("arg", &arg)]),
+        ErrorKind::InvalidSubcommand => gettext_f(
+            "Unknown command {command}",
+            &[("command", &context(err, ContextKind::InvalidSubcommand))],
+        ),
+        ErrorKind::MissingRequiredArgument => {
+            gettext_f("Missing argument: {arg}", &[("arg", &arg)])
+        }
+        ErrorKind::MissingSubcommand | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            gettext("A command is needed")
+        }
+        ErrorKind::ArgumentConflict => gettext_f(
+            "{arg} cannot be used together with {other}",
+            &[("arg", &arg), ("other", &context(err, ContextKind::PriorArg))],
+        ),
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation | ErrorKind::InvalidUtf8 => {
+            gettext_f(
+                "Invalid value {value} for {arg}",
+                &[("value", &context(err, ContextKind::InvalidValue)), ("arg", &arg)],
+            )
+        }
+        ErrorKind::TooManyValues | ErrorKind::WrongNumberOfValues | ErrorKind::TooFewValues => {
+            gettext_f("Wrong number of values for {arg}", &[("arg", &arg)])
+        }
+        ErrorKind::NoEquals => gettext_f("{arg} needs a value", &[("arg", &arg)]),
+        _ => gettext("Invalid command line"),
+    }
+}
+
+/// Run `traspasoctl` with these arguments; returns the process exit code.
+pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
+    let matches = match command().try_get_matches_from(args) {
+        Ok(m) => m,
+        Err(err) => {
+            if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+                let _ = err.print();
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("traspasoctl: {}", usage_message(&err));
+            eprintln!("{}", gettext("Try “traspasoctl --help” for more information."));
+            return ExitCode::from(Exit::BadInput as u8);
+        }
+    };
+    let (name, sub) = matches.subcommand().expect("a subcommand is required");
+    let globals = Globals {
+        root: sub
+            .get_one::<PathBuf>("root")
+            .cloned()
+            .unwrap_or_else(|| PathBuf::from("/")),
+        pci_ids: sub.get_one::<PathBuf>("pci-ids").cloned(),
+        json: sub.get_flag("json"),
+    };
+    let result = match name {
+        "topology" => topology(&globals, sub),
+        "rom" => rom_command(&globals, sub),
+        "capture" => capture_command(&globals, sub),
+        _ => Err(CliError::new(Exit::BadInput, gettext("Unknown command"))),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("traspasoctl: {}", err.message);
+            if globals.json {
+                let body = serde_json::json!({
+                    "error": { "message": err.message, "exit_code": err.exit as u8 }
+                });
+                print_out(&body.to_string());
+            }
+            ExitCode::from(err.exit as u8)
+        }
+    }
+}
+
+/// Print to stdout; a closed pipe (`| head`) is not an error worth a panic.
+fn print_out(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{text}");
+}
+
+fn print_json<T: Serialize>(value: &T) -> CliResult {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| CliError::new(Exit::Failed, e.to_string()))?;
+    print_out(&text);
+    Ok(())
+}
+
+fn open_root(globals: &Globals) -> Result<HostRoot, CliError> {
+    HostRoot::open(&globals.root).map_err(|e| {
+        CliError::new(
+            Exit::BadInput,
+            gettext_f(
+                "Cannot use {root} as the host root: {reason}",
+                &[("root", &globals.root.display().to_string()), ("reason", &e.to_string())],
+            ),
+        )
+    })
+}
+
+/// Failures reading a live host are operation failures; a bad capture is bad input.
+fn read_failure(host: &HostRoot, message: String) -> CliError {
+    CliError::new(if host.is_live() { Exit::Failed } else { Exit::BadInput }, message)
+}
+
+fn load_topology(globals: &Globals, read_roms: bool) -> Result<(HostRoot, Topology), CliError> {
+    let host = open_root(globals)?;
+    if read_roms && host.is_live() && !is_root() {
+        return Err(CliError::new(
+            Exit::NotAuthorised,
+            gettext("Reading option ROMs needs root: run this command with sudo."),
+        ));
+    }
+    let topology = Topology::load(&host, globals.pci_ids.as_deref(), ScanOptions { read_roms })
+        .map_err(|e| match e {
+            // A names file the user named and that cannot be read is bad input.
+            ScanError::Names(_) => CliError::new(Exit::BadInput, e.to_string()),
+            _ => read_failure(&host, e.to_string()),
+        })?;
+    Ok((host, topology))
+}
+
+fn topology(globals: &Globals, args: &ArgMatches) -> CliResult {
+    let (_, topology) = load_topology(globals, args.get_flag("read-roms"))?;
+    if globals.json {
+        return print_json(&topology);
+    }
+    print_out(&render_topology(&topology));
+    Ok(())
+}
+
+fn severity_mark(severity: Severity) -> &'static str {
+    match severity {
+        Severity::Error => "✖",
+        Severity::Warning => "⚠",
+        Severity::Info => "ℹ",
+    }
+}
+
+fn device_line(d: &PciDevice) -> String {
+    let vendor = d.vendor_name.clone().unwrap_or_default();
+    let name = match &d.device_name {
+        Some(n) if vendor.is_empty() => n.clone(),
+        Some(n) => format!("{vendor} {n}"),
+        None if vendor.is_empty() => gettext("Unknown device"),
+        None => vendor,
+    };
+    let class = d
+        .class_name
+        .clone()
+        .unwrap_or_else(|| gettext_f("class {class}", &[("class", &d.class.to_string())]));
+    let driver = match &d.driver {
+        Some(drv) => gettext_f("driver {driver}", &[("driver", drv)]),
+        None => gettext("no driver"),
+    };
+    format!(
+        "{}  {} [{:04x}:{:04x}] · {} · {}",
+        d.address, name, d.vendor_id, d.device_id, class, driver
+    )
+}
+
+fn finding_codes<'a>(findings: impl Iterator<Item = &'a Finding>) -> String {
+    let codes: Vec<&str> = findings.map(|f| f.code.as_str()).collect();
+    if codes.is_empty() {
+        String::new()
+    } else {
+        format!("  [{}]", codes.join(", "))
+    }
+}
+
+/// The human view: a summary line, then each group as a small tree, then findings.
+pub fn render_topology(t: &Topology) -> String {
+    let mut out = String::new();
+    let state = if t.iommu_enabled {
+        gettext("IOMMU: on")
+    } else {
+        gettext("IOMMU: off")
+    };
+    out.push_str(&format!(
+        "{state} · {} · {}\n",
+        ngettext_f("{n} group", "{n} groups", t.groups.len() as u32, &[]),
+        ngettext_f("{n} device", "{n} devices", t.devices.len() as u32, &[])
+    ));
+    for g in &t.groups {
+        let verdict = if g.shared {
+            gettext("shared: its devices can only go to a virtual machine together")
+        } else if g.moves_together.is_empty() {
+            gettext("bridges only")
+        } else {
+            gettext("isolated")
+        };
+        out.push_str(&format!(
+            "\n{} — {verdict}\n",
+            gettext_f("Group {group}", &[("group", &g.id.to_string())])
+        ));
+        for (i, address) in g.devices.iter().enumerate() {
+            let Some(d) = t.device(address) else { continue };
+            let branch = if i + 1 == g.devices.len() { "└─" } else { "├─" };
+            let codes = finding_codes(t.findings_for(address).filter(|f| f.group.is_none() || f.devices.len() == 1));
+            out.push_str(&format!("{branch} {}{codes}\n", device_line(d)));
+        }
+    }
+    let orphans: Vec<&PciDevice> = t.devices.iter().filter(|d| d.iommu_group.is_none()).collect();
+    if !orphans.is_empty() {
+        out.push_str(&format!("\n{}\n", gettext("Devices without an IOMMU group")));
+        for d in orphans {
+            out.push_str(&format!("   {}\n", device_line(d)));
+        }
+    }
+    if !t.findings.is_empty() {
+        out.push_str(&format!("\n{}\n", gettext("Findings")));
+        for f in &t.findings {
+            out.push_str(&format!(
+                "{} [{}] {}\n   → {}\n",
+                severity_mark(f.severity),
+                f.code,
+                f.message,
+                f.advice
+            ));
+        }
+    }
+    if t.names_source.is_none() {
+        out.push_str(&format!(
+            "\n{}\n",
+            gettext("No pci.ids database was found: devices are shown by their ids. Install the pci.ids or hwdata package, or pass --pci-ids FILE.")
+        ));
+    }
+    out
+}
+
+#[derive(Serialize)]
+struct RomImageJson {
+    offset: usize,
+    length: usize,
+    code_type: u8,
+    code_type_name: String,
+    vendor_id: String,
+    device_id: String,
+    class: String,
+    last: bool,
+    efi_machine: Option<String>,
+    efi_subsystem: Option<u16>,
+    efi_signature_valid: Option<bool>,
+    efi_compressed: Option<bool>,
+    checksum_valid: Option<bool>,
+}
+
+#[derive(Serialize)]
+struct RomJson {
+    size: usize,
+    images: Vec<RomImageJson>,
+    has_legacy: bool,
+    has_uefi: bool,
+    unterminated: bool,
+    trailing_bytes: usize,
+}
+
+fn rom_json(size: usize, rom: &Rom) -> RomJson {
+    RomJson {
+        size,
+        images: rom
+            .images
+            .iter()
+            .map(|i| RomImageJson {
+                offset: i.offset,
+                length: i.length,
+                code_type: i.code_type,
+                code_type_name: rom::code_type_name(i.code_type),
+                vendor_id: format!("{:04x}", i.vendor_id),
+                device_id: format!("{:04x}", i.device_id),
+                class: i.class.to_string(),
+                last: i.last,
+                efi_machine: i.efi.as_ref().map(|e| format!("{:04x}", e.machine)),
+                efi_subsystem: i.efi.as_ref().map(|e| e.subsystem),
+                efi_signature_valid: i.efi.as_ref().map(|e| e.signature_valid),
+                efi_compressed: i.efi.as_ref().map(|e| e.compressed),
+                checksum_valid: i.checksum_valid,
+            })
+            .collect(),
+        has_legacy: rom.has_legacy(),
+        has_uefi: rom.has_uefi(),
+        unterminated: rom.unterminated,
+        trailing_bytes: rom.trailing_bytes,
+    }
+}
+
+fn yes_no(v: bool) -> String {
+    if v {
+        gettext("yes")
+    } else {
+        gettext("no")
+    }
+}
+
+/// The human view of a ROM.
+pub fn render_rom(source: &str, size: usize, rom: &Rom) -> String {
+    let mut out = gettext_f(
+        "{source}: {size} bytes, {images}\n",
+        &[
+            ("source", source),
+            ("size", &size.to_string()),
+            (
+                "images",
+                &ngettext_f("{n} image", "{n} images", rom.images.len() as u32, &[]),
+            ),
+        ],
+    );
+    for (n, i) in rom.images.iter().enumerate() {
+        out.push_str(&format!(
+            "  {} {} · {} · {:04x}:{:04x} · {} · {}\n",
+            gettext_f(
+                "Image {n} at {offset}:",
+                &[("n", &(n + 1).to_string()), ("offset", &format!("{:#x}", i.offset))]
+            ),
+            rom::code_type_name(i.code_type),
+            gettext_f("{length} bytes", &[("length", &i.length.to_string())]),
+            i.vendor_id,
+            i.device_id,
+            gettext_f("class {class}", &[("class", &i.class.to_string())]),
+            if i.last { gettext("last image") } else { gettext("more images follow") }
+        ));
+        if let Some(efi) = &i.efi {
+            let subsystem = match efi.subsystem {
+                0x0B => gettext("boot-service driver"),
+                0x0C => gettext("runtime driver"),
+                0x0A => gettext("application"),
+                other => format!("{other:#x}"),
+            };
+            out.push_str(&format!(
+                "      {} · {} · {}{}\n",
+                gettext_f("EFI for {machine}", &[("machine", &rom::efi_machine_name(efi.machine))]),
+                subsystem,
+                if efi.compressed { gettext("compressed") } else { gettext("not compressed") },
+                if efi.signature_valid { String::new() } else { format!(" · {}", gettext("EFI signature missing")) }
+            ));
+        }
+        if let Some(valid) = i.checksum_valid {
+            out.push_str(&format!(
+                "      {}\n",
+                if valid { gettext("checksum valid") } else { gettext("checksum invalid") }
+            ));
+        }
+    }
+    if rom.unterminated {
+        out.push_str(&format!("  {}\n", gettext("No image carries the last-image mark; the walk stopped where no further image begins.")));
+    }
+    out.push_str(&format!(
+        "{} {} · {} {}\n",
+        gettext("Legacy BIOS image:"),
+        yes_no(rom.has_legacy()),
+        gettext("UEFI image for x86-64:"),
+        yes_no(rom.has_uefi())
+    ));
+    out.push_str(&if rom.has_uefi() {
+        gettext("A UEFI (OVMF) virtual machine can show a picture through this ROM from power-on.")
+    } else {
+        gettext("Without a UEFI image, a UEFI (OVMF) virtual machine shows no picture on this device until the guest's driver loads.")
+    });
+    out
+}
+
+fn rom_command(globals: &Globals, args: &ArgMatches) -> CliResult {
+    let (source, data, boot_vga) = if let Some(address) = args.get_one::<String>("device") {
+        let address: PciAddress = address
+            .parse()
+            .map_err(|e: crate::pci::AddressError| CliError::new(Exit::BadInput, e.to_string()))?;
+        let host = open_root(globals)?;
+        let dir = crate::pci::sysfs_device_path(&address);
+        if !host.exists(&dir) {
+            return Err(CliError::new(
+                Exit::BadInput,
+                gettext_f("There is no PCI device {address} on this host", &[("address", &address.to_string())]),
+            ));
+        }
+        if !host.exists(dir.join("rom")) {
+            return Err(CliError::new(
+                Exit::Failed,
+                gettext_f("{address} has no option ROM", &[("address", &address.to_string())]),
+            ));
+        }
+        if host.is_live() && !is_root() {
+            return Err(CliError::new(
+                Exit::NotAuthorised,
+                gettext("Reading a device's ROM needs root: run this command with sudo."),
+            ));
+        }
+        let data = rom::read_device_rom(&host, &address)
+            .map_err(|e| read_failure(&host, e.to_string()))?;
+        let boot_vga = host.read_attr(dir.join("boot_vga")).ok().flatten().as_deref() == Some("1");
+        (address.to_string(), data, boot_vga)
+    } else {
+        let file = args.get_one::<PathBuf>("file").expect("clap requires FILE or --device");
+        let data = read_user_file(file)?;
+        (file.display().to_string(), data, false)
+    };
+    let parsed = rom::parse(&data).map_err(|e| {
+        CliError::new(Exit::BadInput, gettext_f("{source}: {reason}", &[("source", &source), ("reason", &e.to_string())]))
+    })?;
+    if globals.json {
+        return print_json(&rom_json(data.len(), &parsed));
+    }
+    let mut text = render_rom(&source, data.len(), &parsed);
+    if boot_vga {
+        text.push('\n');
+        text.push_str(&gettext("This is the boot GPU: the kernel hands out the firmware's shadow copy of its ROM, which says nothing about the card's own UEFI support."));
+    }
+    print_out(&text);
+    Ok(())
+}
+
+/// A file named by the user on the command line (not a host path).
+fn read_user_file(path: &Path) -> Result<Vec<u8>, CliError> {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    HostRoot::live()
+        .read_bytes(&absolute, rom::ROM_LIMIT)
+        .map_err(|e| CliError::new(Exit::BadInput, e.to_string()))
+}
+
+fn capture_command(globals: &Globals, args: &ArgMatches) -> CliResult {
+    let host = open_root(globals)?;
+    let dir = args.get_one::<PathBuf>("dir").expect("clap requires DIR");
+    let options = CaptureOptions {
+        roms: !args.get_flag("no-roms"),
+    };
+    let summary = capture::capture(&host, dir, options).map_err(|e| {
+        let exit = match e {
+            capture::CaptureError::NotEmpty(_) => Exit::BadInput,
+            _ if !host.is_live() => Exit::BadInput,
+            _ => Exit::Failed,
+        };
+        CliError::new(exit, e.to_string())
+    })?;
+    if globals.json {
+        return print_json(&summary);
+    }
+    print_out(&gettext_f(
+        "Captured {devices} and {groups} into {dir} ({roms}).",
+        &[
+            ("devices", &ngettext_f("{n} device", "{n} devices", summary.devices as u32, &[])),
+            ("groups", &ngettext_f("{n} group", "{n} groups", summary.groups as u32, &[])),
+            ("dir", &dir.display().to_string()),
+            ("roms", &ngettext_f("{n} option ROM", "{n} option ROMs", summary.roms as u32, &[])),
+        ],
+    ));
+    if !summary.as_root && host.is_live() {
+        print_out(&gettext("Not run as root: option ROMs and the config space past its first 64 bytes were left out."));
+    }
+    print_out(&gettext_f(
+        "Replay it with: traspasoctl --root {dir} topology",
+        &[("dir", &dir.display().to_string())],
+    ));
+    Ok(())
+}

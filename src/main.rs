@@ -1,0 +1,5 @@
+//! `traspaso`: the GNOME app. Thin: translations first, then the Relm4 app.
+fn main() {
+    traspaso::i18n::init();
+    traspaso::ui::run();
+}
