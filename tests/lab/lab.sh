@@ -360,7 +360,7 @@ esac
 rm -f "$share/.lab-exit" "$share/.lab-exit.tmp" "$share/.lab-stdout" "$share/.lab-stderr"
 printf '%s\n' "$run" >"$share/.lab-cmd"
 
-cmdline="console=ttyS0 panic=-1 intel_iommu=on iommu=pt quiet lab.mods=$load $extra_cmdline"
+cmdline="console=ttyS0 panic=-1 intel_iommu=on iommu=pt quiet lab.mods=$load $extra_cmdline ${LAB_APPEND:-}"
 
 start=$(date +%s)
 # No -netdev anywhere: the NICs have no backend, so nothing can leave the machine.

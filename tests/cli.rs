@@ -1,0 +1,184 @@
+//! Bad input everywhere gives a clear message and a non-zero exit, never a panic.
+mod common;
+
+use std::os::unix::fs::symlink;
+use std::path::Path;
+
+use common::*;
+
+/// Run, and check the exit code and that stderr explains without a panic.
+fn expect(args: &[&str], code: i32, needle: &str) {
+    let out = ctl(args);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(code), "{args:?}: stderr {err}");
+    assert!(!err.contains("panicked"), "{args:?}: {err}");
+    assert!(err.contains(needle), "{args:?}: expected {needle:?} in {err}");
+}
+
+fn root_arg(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    expect(&[], 2, "A command is needed");
+    expect(&["frobnicate"], 2, "Unknown command frobnicate");
+    expect(&["topology", "--bogus"], 2, "Unknown option --bogus");
+    expect(&["rom"], 2, "Missing argument");
+    expect(&["rom", "a.rom", "--device", "01:00.0"], 2, "cannot be used together");
+    expect(&["capture"], 2, "Missing argument");
+    let help = ctl(&["--help"]);
+    assert_eq!(help.status.code(), Some(0));
+    assert!(stdout(&help).contains("topology"));
+}
+
+#[test]
+fn bad_addresses_are_rejected_before_anything_is_read() {
+    let root = host("ivy-bridge-desktop");
+    let r = root_arg(root.path());
+    for bad in ["0000:01:00.0/../../../etc", "../01:00.0", "01:00", "0000:01:20.0", "0000:01:00.8", " 01:00.0", "zz:zz.z", ""] {
+        let out = ctl(&["--root", r, "rom", "--device", bad]);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        assert!(stderr(&out).contains("PCI address"), "{bad:?}: {}", stderr(&out));
+    }
+    expect(&["--root", r, "rom", "--device", "0000:09:00.0"], 2, "There is no PCI device 0000:09:00.0");
+    expect(&["--root", r, "rom", "--device", "00:1f.3"], 1, "has no option ROM");
+    // The GTX 950's ROM exists but was captured without root.
+    expect(&["--root", r, "rom", "--device", "01:00.0"], 2, "was not captured");
+}
+
+#[test]
+fn bad_roots_exit_2() {
+    expect(&["--root", "/nonexistent/traspaso", "topology"], 2, "does not exist");
+    let file = tempfile::NamedTempFile::new().unwrap();
+    expect(&["--root", file.path().to_str().unwrap(), "topology"], 2, "not a directory");
+    let empty = tempfile::tempdir().unwrap();
+    expect(&["--root", root_arg(empty.path()), "topology"], 2, "No PCI devices found");
+}
+
+fn vendor_of(root: &Path, address: &str) -> std::path::PathBuf {
+    let dev = std::fs::canonicalize(root.join("sys/bus/pci/devices").join(address)).unwrap();
+    dev.join("vendor")
+}
+
+#[test]
+fn damaged_captures_exit_2_naming_the_file() {
+    let cases: [(&str, fn(&Path), &str); 5] = [
+        ("empty file", |p| std::fs::write(p, "").unwrap(), "expected a hexadecimal number"),
+        ("garbage", |p| std::fs::write(p, "0xzzzz\n").unwrap(), "expected a hexadecimal number"),
+        ("out of range", |p| std::fs::write(p, "0x123456\n").unwrap(), "expected a hexadecimal number"),
+        ("directory", |p| { std::fs::remove_file(p).unwrap(); std::fs::create_dir(p).unwrap() }, "is a directory"),
+        ("symlink loop", |p| { std::fs::remove_file(p).unwrap(); symlink("vendor", p).unwrap() }, "symbolic link loop"),
+    ];
+    for (what, damage, needle) in cases {
+        let root = host("ivy-bridge-desktop");
+        let vendor = vendor_of(root.path(), "0000:01:00.0");
+        damage(&vendor);
+        let out = ctl(&["--root", root_arg(root.path()), "topology"]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(2), "{what}: {err}");
+        assert!(err.contains(needle), "{what}: {err}");
+        assert!(err.contains("0000:01:00.0/vendor"), "{what}: the path is named: {err}");
+    }
+    // A broken link where the device should be.
+    let root = host("ivy-bridge-desktop");
+    let entry = root.path().join("sys/bus/pci/devices/0000:01:00.0");
+    std::fs::remove_file(&entry).unwrap();
+    symlink("../../../devices/nowhere", &entry).unwrap();
+    expect(&["--root", root_arg(root.path()), "topology"], 2, "does not exist");
+    // A link that points out of the capture is resolved inside it.
+    let root = host("ivy-bridge-desktop");
+    let cmdline = root.path().join("proc/cmdline");
+    std::fs::remove_file(&cmdline).unwrap();
+    symlink("/etc/passwd", &cmdline).unwrap();
+    let out = ctl(&["--root", root_arg(root.path()), "topology", "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn unreadable_files_exit_2() {
+    let root = host("ivy-bridge-desktop");
+    let vendor = vendor_of(root.path(), "0000:01:00.0");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&vendor, std::fs::Permissions::from_mode(0o000)).unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_traspasoctl"));
+    cmd.args(["--root", root_arg(root.path()), "topology"]).env("LANGUAGE", "en").env("LANG", "C.UTF-8");
+    if traspaso::host::is_root() {
+        // root reads anything: run as nobody, through directories it may enter.
+        let mut dir = root.path();
+        loop {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+            match dir.parent() { Some(p) if p != Path::new("/") => dir = p, _ => break }
+        }
+        let bin = env!("CARGO_BIN_EXE_traspasoctl");
+        let ok = std::process::Command::new("setpriv").arg("--version").output().is_ok();
+        assert!(ok, "setpriv (util-linux) is needed to test permissions as root");
+        cmd = std::process::Command::new("setpriv");
+        cmd.args(["--reuid=65534", "--regid=65534", "--clear-groups", bin, "--root", root_arg(root.path()), "topology"])
+            .env("LANGUAGE", "en").env("LANG", "C.UTF-8");
+        // The test binary's directories must be reachable too.
+        let _ = &ok;
+    }
+    let out = cmd.output().unwrap();
+    let err = stderr(&out);
+    if err.contains("Permission denied") && err.contains("traspasoctl") && out.status.code() == Some(126) {
+        panic!("nobody cannot run the test binary: {err}");
+    }
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("Permission denied"), "{err}");
+    assert!(err.contains("vendor"), "{err}");
+}
+
+#[test]
+fn bad_rom_files_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |n: &str| dir.path().join(n).to_str().unwrap().to_owned();
+    std::fs::write(path("empty.rom"), b"").unwrap();
+    std::fs::write(path("text.rom"), b"this is not a rom at all").unwrap();
+    let real = std::fs::read("/usr/lib/ipxe/qemu/efi-e1000e.rom").unwrap();
+    std::fs::write(path("cut.rom"), &real[..5000]).unwrap();
+    let huge = std::fs::File::create(path("huge.rom")).unwrap();
+    huge.set_len(64 << 20).unwrap();
+    expect(&["rom", &path("missing.rom")], 2, "does not exist");
+    expect(&["rom", &path("empty.rom")], 2, "The ROM is empty");
+    expect(&["rom", &path("text.rom")], 2, "not a PCI option ROM");
+    expect(&["rom", &path("cut.rom")], 2, "truncated");
+    expect(&["rom", &path("huge.rom")], 2, "larger than");
+    expect(&["rom", dir.path().to_str().unwrap()], 2, "is a directory");
+}
+
+#[test]
+fn a_missing_names_file_is_bad_input() {
+    let root = host("ivy-bridge-desktop");
+    expect(&["--root", root_arg(root.path()), "--pci-ids", "/nonexistent/pci.ids", "topology"], 2, "does not exist");
+}
+
+#[test]
+fn capture_of_a_capture_replays_the_same_topology() {
+    let root = host("amd-chipset-shared");
+    let out_dir = tempfile::tempdir().unwrap();
+    let dest = out_dir.path().join("copy");
+    let out = ctl(&["--root", root_arg(root.path()), "capture", dest.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("Captured 18 devices and 5 groups"), "{}", stdout(&out));
+    let a = topology_json(root.path());
+    let b = topology_json(&dest);
+    assert_eq!(a["groups"], b["groups"]);
+    assert_eq!(a["devices"], b["devices"]);
+    assert_eq!(a["findings"], b["findings"]);
+    // Links stay links.
+    let link = dest.join("sys/bus/pci/devices/0000:06:00.0");
+    assert!(std::fs::symlink_metadata(&link).unwrap().file_type().is_symlink());
+    assert!(dest.join("traspaso-capture.json").exists());
+    // A second capture into the same directory is refused, and nothing is changed.
+    expect(&["--root", root_arg(root.path()), "capture", dest.to_str().unwrap()], 2, "not empty");
+}
+
+#[test]
+fn errors_in_json_mode_are_json_too() {
+    let out = ctl(&["--root", "/nonexistent/traspaso", "topology", "--json"]);
+    assert_eq!(out.status.code(), Some(2));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["error"]["exit_code"], 2);
+    assert!(v["error"]["message"].as_str().unwrap().contains("does not exist"));
+}
