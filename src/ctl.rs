@@ -57,7 +57,7 @@ struct Globals {
 
 fn command() -> Command {
     let template = format!(
-        "{{about}}\n\n{}: {{usage}}\n\n{}:\n{{subcommands}}\n\n{}:\n{{options}}\n{{after-help}}",
+        "{{about}}\n\n{}: {{usage}}\n\n{}:\n{{subcommands}}\n\n{}:\n{{options}}\n\n{{after-help}}\n",
         gettext("Usage"),
         gettext("Commands"),
         gettext("Options")
@@ -84,6 +84,11 @@ fn command() -> Command {
     Command::new("traspasoctl")
         .about(gettext("Traspaso from the command line: IOMMU groups, option ROMs, host captures."))
         .version(crate::config::VERSION)
+        .override_usage(format!(
+            "traspasoctl [{}] <{}>",
+            gettext("OPTIONS"),
+            gettext("COMMAND")
+        ))
         .help_template(template)
         .disable_help_flag(true)
         .disable_version_flag(true)

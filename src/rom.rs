@@ -329,7 +329,7 @@ mod tests {
         zero[0x2c] = 0;
         assert_eq!(parse(&zero), Err(RomError::ZeroLength { offset: 0 }));
         let mut bad = image(CODE_TYPE_LEGACY, 1, true);
-        bad[0x18] = 0xf0;
+        bad[0x18] = 0x00;
         bad[0x19] = 0x01;
         assert_eq!(parse(&bad), Err(RomError::BadPcir { offset: 0 }));
     }

@@ -789,7 +789,10 @@ pub fn analyse(topology: &Topology) -> Vec<Finding> {
                 advice: gettext("Keep it for the host and give the virtual machine a separate graphics card."),
             });
         }
-        if !d.bridge && !d.can_reset && d.class.base() != 0x06 {
+        // Memory, bridges, system peripherals and SMBus controllers are never handed over.
+        let never_passed = matches!(d.class.base(), 0x05 | 0x06 | 0x08)
+            || (d.class.base() == 0x0c && d.class.sub() == 0x05);
+        if !d.bridge && !d.can_reset && !never_passed {
             findings.push(Finding {
                 code: FindingCode::NoReset,
                 severity: Severity::Warning,

@@ -182,3 +182,21 @@ fn errors_in_json_mode_are_json_too() {
     assert_eq!(v["error"]["exit_code"], 2);
     assert!(v["error"]["message"].as_str().unwrap().contains("does not exist"));
 }
+
+#[test]
+fn spanish_follows_the_language() {
+    let root = host("ivy-bridge-desktop");
+    let out = ctl_lang(&["--root", root_arg(root.path()), "topology"], Some("es"));
+    assert_eq!(out.status.code(), Some(0));
+    let text = stdout(&out);
+    assert!(text.contains("IOMMU: activada · 10 grupos · 17 dispositivos"), "{text}");
+    assert!(text.contains("Grupo 7"), "{text}");
+    // Codes stay as they are, in every language.
+    assert!(text.contains("[shared-group]"), "{text}");
+    let out = ctl_lang(&["rom", "--device", "01:00"], Some("es"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no es una dirección PCI"), "{}", stderr(&out));
+    let out = ctl_lang(&["--bogus"], Some("es"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("Opción desconocida: --bogus"), "{}", stderr(&out));
+}
