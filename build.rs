@@ -8,7 +8,10 @@ fn main() {
     let out = std::env::var("OUT_DIR").expect("cargo sets OUT_DIR");
     let linguas = std::fs::read_to_string("po/LINGUAS").unwrap_or_default();
     for lang in linguas.split_whitespace().filter(|l| !l.starts_with('#')) {
-        let dir = Path::new(&out).join("locale").join(lang).join("LC_MESSAGES");
+        let dir = Path::new(&out)
+            .join("locale")
+            .join(lang)
+            .join("LC_MESSAGES");
         if std::fs::create_dir_all(&dir).is_err() {
             continue;
         }

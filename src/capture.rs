@@ -18,6 +18,7 @@ use crate::topology::{IOMMU_GROUPS, PCI_DEVICES};
 
 /// Attributes copied for every PCI function (when present).
 const DEVICE_ATTRIBUTES: &[&str] = &[
+    "uevent",
     "vendor",
     "device",
     "subsystem_vendor",
@@ -120,7 +121,10 @@ impl fmt::Display for CaptureError {
             )),
             CaptureError::Write(p, e) => f.write_str(&gettext_f(
                 "Cannot write {path}: {reason}",
-                &[("path", &p.display().to_string()), ("reason", &e.to_string())],
+                &[
+                    ("path", &p.display().to_string()),
+                    ("reason", &e.to_string()),
+                ],
             )),
             CaptureError::Host(e) => e.fmt(f),
         }
@@ -161,7 +165,8 @@ struct Copier<'a> {
 
 impl Copier<'_> {
     fn target(&self, host_path: &Path) -> PathBuf {
-        self.dest.join(host_path.strip_prefix("/").unwrap_or(host_path))
+        self.dest
+            .join(host_path.strip_prefix("/").unwrap_or(host_path))
     }
 
     fn mkdir(&self, host_path: &Path) -> Result<(), CaptureError> {
@@ -185,10 +190,17 @@ impl Copier<'_> {
                 Ok(true)
             }
             Err(e) if e.is_not_found() => Ok(false),
-            Err(e) if matches!(e.problem, HostProblem::PermissionDenied | HostProblem::Io(_)) => {
+            Err(e)
+                if matches!(
+                    e.problem,
+                    HostProblem::PermissionDenied | HostProblem::Io(_)
+                ) =>
+            {
                 // Keep the file's presence; its content needs root.
                 self.put(host_path, b"")?;
-                self.summary.unreadable.push(host_path.display().to_string());
+                self.summary
+                    .unreadable
+                    .push(host_path.display().to_string());
                 Ok(false)
             }
             Err(e) => Err(e.into()),
@@ -276,7 +288,9 @@ impl Copier<'_> {
                 data
             }
             Err(_) => {
-                self.summary.unreadable.push(dir.join("rom").display().to_string());
+                self.summary
+                    .unreadable
+                    .push(dir.join("rom").display().to_string());
                 Vec::new()
             }
         }
@@ -330,7 +344,11 @@ pub fn capture(
     if let Some(release) = host.read_attr("/proc/sys/kernel/osrelease")? {
         // The release comes from the host: keep it to one path component.
         if !release.is_empty() && !release.contains('/') && release != ".." {
-            copier.copy_file(&Path::new("/lib/modules").join(&release).join("modules.builtin"))?;
+            copier.copy_file(
+                &Path::new("/lib/modules")
+                    .join(&release)
+                    .join("modules.builtin"),
+            )?;
         }
     }
     for dir in NAME_ONLY_DIRS {

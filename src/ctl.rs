@@ -195,14 +195,18 @@ fn usage_message(err: &clap::Error) -> String {
         }
         ErrorKind::ArgumentConflict => gettext_f(
             "{arg} cannot be used together with {other}",
-            &[("arg", &arg), ("other", &context(err, ContextKind::PriorArg))],
+            &[
+                ("arg", &arg),
+                ("other", &context(err, ContextKind::PriorArg)),
+            ],
         ),
-        ErrorKind::InvalidValue | ErrorKind::ValueValidation | ErrorKind::InvalidUtf8 => {
-            gettext_f(
-                "Invalid value {value} for {arg}",
-                &[("value", &context(err, ContextKind::InvalidValue)), ("arg", &arg)],
-            )
-        }
+        ErrorKind::InvalidValue | ErrorKind::ValueValidation | ErrorKind::InvalidUtf8 => gettext_f(
+            "Invalid value {value} for {arg}",
+            &[
+                ("value", &context(err, ContextKind::InvalidValue)),
+                ("arg", &arg),
+            ],
+        ),
         ErrorKind::TooManyValues | ErrorKind::WrongNumberOfValues | ErrorKind::TooFewValues => {
             gettext_f("Wrong number of values for {arg}", &[("arg", &arg)])
         }
@@ -216,12 +220,18 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
     let matches = match command().try_get_matches_from(args) {
         Ok(m) => m,
         Err(err) => {
-            if matches!(err.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+            if matches!(
+                err.kind(),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+            ) {
                 let _ = err.print();
                 return ExitCode::SUCCESS;
             }
             eprintln!("traspasoctl: {}", usage_message(&err));
-            eprintln!("{}", gettext("Try “traspasoctl --help” for more information."));
+            eprintln!(
+                "{}",
+                gettext("Try “traspasoctl --help” for more information.")
+            );
             return ExitCode::from(Exit::BadInput as u8);
         }
     };
@@ -274,7 +284,10 @@ fn open_root(globals: &Globals) -> Result<HostRoot, CliError> {
             Exit::BadInput,
             gettext_f(
                 "Cannot use {root} as the host root: {reason}",
-                &[("root", &globals.root.display().to_string()), ("reason", &e.to_string())],
+                &[
+                    ("root", &globals.root.display().to_string()),
+                    ("reason", &e.to_string()),
+                ],
             ),
         )
     })
@@ -282,7 +295,14 @@ fn open_root(globals: &Globals) -> Result<HostRoot, CliError> {
 
 /// Failures reading a live host are operation failures; a bad capture is bad input.
 fn read_failure(host: &HostRoot, message: String) -> CliError {
-    CliError::new(if host.is_live() { Exit::Failed } else { Exit::BadInput }, message)
+    CliError::new(
+        if host.is_live() {
+            Exit::Failed
+        } else {
+            Exit::BadInput
+        },
+        message,
+    )
 }
 
 fn load_topology(globals: &Globals, read_roms: bool) -> Result<(HostRoot, Topology), CliError> {
@@ -377,14 +397,28 @@ pub fn render_topology(t: &Topology) -> String {
         ));
         for (i, address) in g.devices.iter().enumerate() {
             let Some(d) = t.device(address) else { continue };
-            let branch = if i + 1 == g.devices.len() { "└─" } else { "├─" };
-            let codes = finding_codes(t.findings_for(address).filter(|f| f.group.is_none() || f.devices.len() == 1));
+            let branch = if i + 1 == g.devices.len() {
+                "└─"
+            } else {
+                "├─"
+            };
+            let codes = finding_codes(
+                t.findings_for(address)
+                    .filter(|f| f.group.is_none() || f.devices.len() == 1),
+            );
             out.push_str(&format!("{branch} {}{codes}\n", device_line(d)));
         }
     }
-    let orphans: Vec<&PciDevice> = t.devices.iter().filter(|d| d.iommu_group.is_none()).collect();
+    let orphans: Vec<&PciDevice> = t
+        .devices
+        .iter()
+        .filter(|d| d.iommu_group.is_none())
+        .collect();
     if !orphans.is_empty() {
-        out.push_str(&format!("\n{}\n", gettext("Devices without an IOMMU group")));
+        out.push_str(&format!(
+            "\n{}\n",
+            gettext("Devices without an IOMMU group")
+        ));
         for d in orphans {
             out.push_str(&format!("   {}\n", device_line(d)));
         }
@@ -492,14 +526,21 @@ pub fn render_rom(source: &str, size: usize, rom: &Rom) -> String {
             "  {} {} · {} · {:04x}:{:04x} · {} · {}\n",
             gettext_f(
                 "Image {n} at {offset}:",
-                &[("n", &(n + 1).to_string()), ("offset", &format!("{:#x}", i.offset))]
+                &[
+                    ("n", &(n + 1).to_string()),
+                    ("offset", &format!("{:#x}", i.offset))
+                ]
             ),
             rom::code_type_name(i.code_type),
             gettext_f("{length} bytes", &[("length", &i.length.to_string())]),
             i.vendor_id,
             i.device_id,
             gettext_f("class {class}", &[("class", &i.class.to_string())]),
-            if i.last { gettext("last image") } else { gettext("more images follow") }
+            if i.last {
+                gettext("last image")
+            } else {
+                gettext("more images follow")
+            }
         ));
         if let Some(efi) = &i.efi {
             let subsystem = match efi.subsystem {
@@ -510,16 +551,31 @@ pub fn render_rom(source: &str, size: usize, rom: &Rom) -> String {
             };
             out.push_str(&format!(
                 "      {} · {} · {}{}\n",
-                gettext_f("EFI for {machine}", &[("machine", &rom::efi_machine_name(efi.machine))]),
+                gettext_f(
+                    "EFI for {machine}",
+                    &[("machine", &rom::efi_machine_name(efi.machine))]
+                ),
                 subsystem,
-                if efi.compressed { gettext("compressed") } else { gettext("not compressed") },
-                if efi.signature_valid { String::new() } else { format!(" · {}", gettext("EFI signature missing")) }
+                if efi.compressed {
+                    gettext("compressed")
+                } else {
+                    gettext("not compressed")
+                },
+                if efi.signature_valid {
+                    String::new()
+                } else {
+                    format!(" · {}", gettext("EFI signature missing"))
+                }
             ));
         }
         if let Some(valid) = i.checksum_valid {
             out.push_str(&format!(
                 "      {}\n",
-                if valid { gettext("checksum valid") } else { gettext("checksum invalid") }
+                if valid {
+                    gettext("checksum valid")
+                } else {
+                    gettext("checksum invalid")
+                }
             ));
         }
     }
@@ -551,13 +607,19 @@ fn rom_command(globals: &Globals, args: &ArgMatches) -> CliResult {
         if !host.exists(&dir) {
             return Err(CliError::new(
                 Exit::BadInput,
-                gettext_f("There is no PCI device {address} on this host", &[("address", &address.to_string())]),
+                gettext_f(
+                    "There is no PCI device {address} on this host",
+                    &[("address", &address.to_string())],
+                ),
             ));
         }
         if !host.exists(dir.join("rom")) {
             return Err(CliError::new(
                 Exit::Failed,
-                gettext_f("{address} has no option ROM", &[("address", &address.to_string())]),
+                gettext_f(
+                    "{address} has no option ROM",
+                    &[("address", &address.to_string())],
+                ),
             ));
         }
         if host.is_live() && !is_root() {
@@ -568,15 +630,28 @@ fn rom_command(globals: &Globals, args: &ArgMatches) -> CliResult {
         }
         let data = rom::read_device_rom(&host, &address)
             .map_err(|e| read_failure(&host, e.to_string()))?;
-        let boot_vga = host.read_attr(dir.join("boot_vga")).ok().flatten().as_deref() == Some("1");
+        let boot_vga = host
+            .read_attr(dir.join("boot_vga"))
+            .ok()
+            .flatten()
+            .as_deref()
+            == Some("1");
         (address.to_string(), data, boot_vga)
     } else {
-        let file = args.get_one::<PathBuf>("file").expect("clap requires FILE or --device");
+        let file = args
+            .get_one::<PathBuf>("file")
+            .expect("clap requires FILE or --device");
         let data = read_user_file(file)?;
         (file.display().to_string(), data, false)
     };
     let parsed = rom::parse(&data).map_err(|e| {
-        CliError::new(Exit::BadInput, gettext_f("{source}: {reason}", &[("source", &source), ("reason", &e.to_string())]))
+        CliError::new(
+            Exit::BadInput,
+            gettext_f(
+                "{source}: {reason}",
+                &[("source", &source), ("reason", &e.to_string())],
+            ),
+        )
     })?;
     if globals.json {
         return print_json(&rom_json(data.len(), &parsed));
@@ -618,10 +693,24 @@ fn capture_command(globals: &Globals, args: &ArgMatches) -> CliResult {
     print_out(&gettext_f(
         "Captured {devices} and {groups} into {dir} ({roms}).",
         &[
-            ("devices", &ngettext_f("{n} device", "{n} devices", summary.devices as u32, &[])),
-            ("groups", &ngettext_f("{n} group", "{n} groups", summary.groups as u32, &[])),
+            (
+                "devices",
+                &ngettext_f("{n} device", "{n} devices", summary.devices as u32, &[]),
+            ),
+            (
+                "groups",
+                &ngettext_f("{n} group", "{n} groups", summary.groups as u32, &[]),
+            ),
             ("dir", &dir.display().to_string()),
-            ("roms", &ngettext_f("{n} option ROM", "{n} option ROMs", summary.roms as u32, &[])),
+            (
+                "roms",
+                &ngettext_f(
+                    "{n} option ROM",
+                    "{n} option ROMs",
+                    summary.roms as u32,
+                    &[],
+                ),
+            ),
         ],
     ));
     if !summary.as_root && host.is_live() {

@@ -154,7 +154,8 @@ impl HostSpec {
             let (word, rest) = item.split_once(' ').unwrap_or((&item, ""));
             match word {
                 "cmdline" => {
-                    spec.files.insert("/proc/cmdline".into(), format!("{rest}\n"));
+                    spec.files
+                        .insert("/proc/cmdline".into(), format!("{rest}\n"));
                 }
                 "file" => {
                     let (path, text) = rest.split_once(' ').unwrap_or((rest, ""));
@@ -230,21 +231,36 @@ impl HostSpec {
             group += 1;
             group - 1
         };
-        let mut host_bridge = DeviceSpec::new("0000:00:00.0".parse().expect("valid"), 0x8086, 0x3e30, 0x060000);
+        let mut host_bridge = DeviceSpec::new(
+            "0000:00:00.0".parse().expect("valid"),
+            0x8086,
+            0x3e30,
+            0x060000,
+        );
         host_bridge.group = Some(next_group());
         host_bridge.reset = None;
         spec.devices.push(host_bridge);
         let mut made = 0usize;
         let mut port = 1u8;
         while made < functions && port < 0x20 {
-            let port_addr = PciAddress { domain: 0, bus: 0, device: port, function: 0 };
+            let port_addr = PciAddress {
+                domain: 0,
+                bus: 0,
+                device: port,
+                function: 0,
+            };
             let mut root_port = DeviceSpec::new(port_addr, 0x8086, 0x1901, 0x060400);
             root_port.group = Some(next_group());
             root_port.driver = Some("pcieport".into());
             root_port.acs = Some(Some((0x001f, 0x001d)));
             spec.devices.push(root_port);
             let bus = port;
-            let pf = PciAddress { domain: 0, bus, device: 0, function: 0 };
+            let pf = PciAddress {
+                domain: 0,
+                bus,
+                device: 0,
+                function: 0,
+            };
             for n in 0..256usize {
                 if made == functions {
                     break;
@@ -255,7 +271,11 @@ impl HostSpec {
                     device: (n / 8) as u8,
                     function: (n % 8) as u8,
                 };
-                let (device, driver) = if n == 0 { (0x1593, "ice") } else { (0x1889, "iavf") };
+                let (device, driver) = if n == 0 {
+                    (0x1593, "ice")
+                } else {
+                    (0x1889, "iavf")
+                };
                 let mut f = DeviceSpec::new(address, 0x8086, device, 0x020000);
                 f.subsystem = Some((0x8086, 0x0002));
                 f.driver = Some(driver.into());
@@ -291,7 +311,8 @@ impl HostSpec {
                 cursor = by_address.get(&p).and_then(|pd| pd.parent);
             }
             let top = chain.last().copied().unwrap_or(d.address);
-            let mut path = PathBuf::from(format!("sys/devices/pci{:04x}:{:02x}", top.domain, top.bus));
+            let mut path =
+                PathBuf::from(format!("sys/devices/pci{:04x}:{:02x}", top.domain, top.bus));
             for a in chain.iter().rev() {
                 path.push(a.to_string());
             }
@@ -299,7 +320,12 @@ impl HostSpec {
         };
         let up = |from: &Path| -> String { "../".repeat(from.components().count() - 1) };
 
-        for dir in ["sys/bus/pci/devices", "sys/bus/pci/drivers", "sys/kernel/iommu_groups", "proc"] {
+        for dir in [
+            "sys/bus/pci/devices",
+            "sys/bus/pci/drivers",
+            "sys/kernel/iommu_groups",
+            "proc",
+        ] {
             std::fs::create_dir_all(root.join(dir))?;
         }
         for d in &self.devices {
@@ -315,6 +341,15 @@ impl HostSpec {
             write("subsystem_vendor", format!("0x{sv:04x}\n"))?;
             write("subsystem_device", format!("0x{sd:04x}\n"))?;
             write("driver_override", "(null)\n".into())?;
+            let mut uevent = String::new();
+            if let Some(driver) = &d.driver {
+                uevent.push_str(&format!("DRIVER={driver}\n"));
+            }
+            uevent.push_str(&format!(
+                "PCI_CLASS={:X}\nPCI_ID={:04X}:{:04X}\nPCI_SUBSYS_ID={sv:04X}:{sd:04X}\nPCI_SLOT_NAME={}\n",
+                d.class, d.vendor, d.device, d.address
+            ));
+            write("uevent", uevent)?;
             std::fs::write(dir.join("config"), self.config(d))?;
             if PciClass(d.class).is_vga() {
                 let boot = d.boot_vga.unwrap_or(false);
@@ -343,14 +378,21 @@ impl HostSpec {
             let back = up(&rel);
             if let Some(driver) = &d.driver {
                 std::fs::create_dir_all(root.join("sys/bus/pci/drivers").join(driver))?;
-                symlink(format!("{back}bus/pci/drivers/{driver}"), dir.join("driver"))?;
+                symlink(
+                    format!("{back}bus/pci/drivers/{driver}"),
+                    dir.join("driver"),
+                )?;
             }
             if let Some(pf) = d.physfn.and_then(|p| by_address.get(&p)) {
                 let pf_rel = device_dir(pf);
                 let pf_inside = pf_rel.strip_prefix("sys").unwrap_or(&pf_rel);
                 symlink(format!("{back}{}", pf_inside.display()), dir.join("physfn"))?;
             }
-            let inside = rel.strip_prefix("sys").unwrap_or(&rel).display().to_string();
+            let inside = rel
+                .strip_prefix("sys")
+                .unwrap_or(&rel)
+                .display()
+                .to_string();
             symlink(
                 format!("../../../{inside}"),
                 root.join("sys/bus/pci/devices").join(d.address.to_string()),
@@ -360,7 +402,10 @@ impl HostSpec {
                 std::fs::create_dir_all(gdir.join("devices"))?;
                 let kind = self.group_type.clone().unwrap_or_else(|| "DMA".into());
                 std::fs::write(gdir.join("type"), format!("{kind}\n"))?;
-                symlink(format!("{back}kernel/iommu_groups/{g}"), dir.join("iommu_group"))?;
+                symlink(
+                    format!("{back}kernel/iommu_groups/{g}"),
+                    dir.join("iommu_group"),
+                )?;
                 symlink(
                     format!("../../../../{inside}"),
                     gdir.join("devices").join(d.address.to_string()),

@@ -54,10 +54,9 @@ impl fmt::Display for HostError {
                 "Permission denied for {path} (some host files need root)",
                 &[("path", &path)],
             ),
-            HostProblem::SymlinkLoop => gettext_f(
-                "{path} is part of a symbolic link loop",
-                &[("path", &path)],
-            ),
+            HostProblem::SymlinkLoop => {
+                gettext_f("{path} is part of a symbolic link loop", &[("path", &path)])
+            }
             HostProblem::NotADirectory => {
                 gettext_f("{path} is not a directory", &[("path", &path)])
             }
@@ -76,7 +75,10 @@ impl fmt::Display for HostError {
                 "Cannot access {path}: {reason}",
                 &[
                     ("path", &path),
-                    ("reason", &std::io::Error::from_raw_os_error(*errno).to_string()),
+                    (
+                        "reason",
+                        &std::io::Error::from_raw_os_error(*errno).to_string(),
+                    ),
                 ],
             ),
         };
@@ -223,7 +225,10 @@ impl HostRoot {
         let path = path.as_ref();
         let data = self.read_bytes(path, TEXT_LIMIT)?;
         String::from_utf8(data).map_err(|_| {
-            HostError::bad_content(self.display(path), crate::i18n::gettext("text that is not UTF-8"))
+            HostError::bad_content(
+                self.display(path),
+                crate::i18n::gettext("text that is not UTF-8"),
+            )
         })
     }
 
@@ -249,9 +254,7 @@ impl HostRoot {
     /// The last component of a link's target (`driver` → `e1000e`); `None` when absent.
     pub fn link_name(&self, path: impl AsRef<Path>) -> Result<Option<String>, HostError> {
         match self.read_link(path) {
-            Ok(target) => Ok(target
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())),
+            Ok(target) => Ok(target.file_name().map(|n| n.to_string_lossy().into_owned())),
             Err(e) if e.is_not_found() => Ok(None),
             Err(e) => Err(e),
         }
@@ -261,8 +264,8 @@ impl HostRoot {
     pub fn read_dir(&self, path: impl AsRef<Path>) -> Result<Vec<String>, HostError> {
         let path = path.as_ref();
         let fd = self.open_at(path, OFlags::RDONLY | OFlags::DIRECTORY)?;
-        let mut dir =
-            rustix::fs::Dir::read_from(&fd).map_err(|e| HostError::from_errno(self.display(path), e))?;
+        let mut dir = rustix::fs::Dir::read_from(&fd)
+            .map_err(|e| HostError::from_errno(self.display(path), e))?;
         let mut names = Vec::new();
         while let Some(entry) = dir.read() {
             let entry = entry.map_err(|e| HostError::from_errno(self.display(path), e))?;
@@ -293,12 +296,122 @@ impl HostRoot {
     pub fn write(&self, path: impl AsRef<Path>, data: &[u8]) -> Result<(), HostError> {
         let path = path.as_ref();
         let fd = self.open_at(path, OFlags::WRONLY)?;
-        let written =
-            rustix::io::write(&fd, data).map_err(|e| HostError::from_errno(self.display(path), e))?;
+        let written = rustix::io::write(&fd, data)
+            .map_err(|e| HostError::from_errno(self.display(path), e))?;
         if written != data.len() {
             return Err(HostError::from_errno(self.display(path), Errno::IO));
         }
         Ok(())
+    }
+}
+
+/// An open directory of the host, for reading many entries of one directory
+/// (a device's attributes) with one path resolution. Entries are opened
+/// relative to it, confined to it in a captured root.
+#[derive(Debug)]
+pub struct HostDir<'a> {
+    host: &'a HostRoot,
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl HostRoot {
+    /// Open a directory for [`HostDir`] reads.
+    pub fn open_dir(&self, path: impl AsRef<Path>) -> Result<HostDir<'_>, HostError> {
+        let path = path.as_ref();
+        let fd = self.open_at(path, OFlags::RDONLY | OFlags::DIRECTORY)?;
+        Ok(HostDir {
+            host: self,
+            fd,
+            path: path.to_owned(),
+        })
+    }
+}
+
+impl HostDir<'_> {
+    fn error(&self, name: &str, errno: Errno) -> HostError {
+        HostError::from_errno(self.host.display(&self.path.join(name)), errno)
+    }
+
+    fn open_entry(&self, name: &str, flags: OFlags) -> Result<OwnedFd, Errno> {
+        let flags = flags | OFlags::CLOEXEC;
+        if self.host.is_live() {
+            rustix::fs::openat(&self.fd, name, flags, Mode::empty())
+        } else {
+            rustix::fs::openat2(
+                &self.fd,
+                name,
+                flags,
+                Mode::empty(),
+                ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
+            )
+        }
+    }
+
+    /// Read a small file with a single `read` call, as sysfs attributes are
+    /// read (the kernel hands out a whole attribute at once); `None` when it
+    /// does not exist. `limit` is at most a page.
+    pub fn read_small(&self, name: &str, limit: usize) -> Result<Option<Vec<u8>>, HostError> {
+        let fd = match self.open_entry(name, OFlags::RDONLY) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(self.error(name, e)),
+        };
+        let mut data = vec![0u8; limit + 1];
+        let n = rustix::io::read(&fd, &mut data).map_err(|e| self.error(name, e))?;
+        if n > limit {
+            return Err(HostError {
+                path: self.host.display(&self.path.join(name)),
+                problem: HostProblem::TooLarge(limit as u64),
+            });
+        }
+        data.truncate(n);
+        Ok(Some(data))
+    }
+
+    /// A one-line attribute, trimmed; `None` when it does not exist.
+    pub fn read_attr(&self, name: &str) -> Result<Option<String>, HostError> {
+        match self.read_small(name, 4096)? {
+            None => Ok(None),
+            Some(data) => String::from_utf8(data)
+                .map(|s| Some(s.trim().to_owned()))
+                .map_err(|_| {
+                    HostError::bad_content(
+                        self.host.display(&self.path.join(name)),
+                        crate::i18n::gettext("text that is not UTF-8"),
+                    )
+                }),
+        }
+    }
+
+    /// The last component of a link's target; `None` when there is no such link.
+    pub fn link_name(&self, name: &str) -> Result<Option<String>, HostError> {
+        match rustix::fs::readlinkat(&self.fd, name, Vec::new()) {
+            Ok(target) => Ok(Path::new(OsStr::from_bytes(target.as_bytes()))
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())),
+            Err(Errno::NOENT) => Ok(None),
+            Err(e) => Err(self.error(name, e)),
+        }
+    }
+
+    /// The target of a link in this directory, as stored; `None` when absent.
+    pub fn read_link(&self, name: &str) -> Result<Option<PathBuf>, HostError> {
+        match rustix::fs::readlinkat(&self.fd, name, Vec::new()) {
+            Ok(target) => Ok(Some(PathBuf::from(OsStr::from_bytes(target.as_bytes())))),
+            Err(Errno::NOENT) => Ok(None),
+            Err(e) => Err(self.error(name, e)),
+        }
+    }
+
+    /// Whether an entry exists (without following it).
+    pub fn has(&self, name: &str) -> bool {
+        rustix::fs::statat(&self.fd, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW).is_ok()
+    }
+
+    /// An entry's path as the user sees it, for messages.
+    pub fn display(&self, name: &str) -> PathBuf {
+        self.host.display(&self.path.join(name))
     }
 }
 
@@ -326,7 +439,10 @@ mod tests {
         symlink("/etc/hostname", dir.path().join("escape")).unwrap();
         symlink("../../../../../etc/hostname", dir.path().join("dots")).unwrap();
         let root = HostRoot::open(dir.path()).unwrap();
-        assert_eq!(root.read_attr("/escape").unwrap().as_deref(), Some("inside"));
+        assert_eq!(
+            root.read_attr("/escape").unwrap().as_deref(),
+            Some("inside")
+        );
         assert_eq!(root.read_attr("/dots").unwrap().as_deref(), Some("inside"));
     }
 

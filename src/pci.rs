@@ -49,7 +49,11 @@ impl fmt::Display for PciAddress {
 
 impl fmt::Display for PciSlot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04x}:{:02x}:{:02x}", self.domain, self.bus, self.device)
+        write!(
+            f,
+            "{:04x}:{:02x}:{:02x}",
+            self.domain, self.bus, self.device
+        )
     }
 }
 
@@ -250,9 +254,11 @@ impl PciNames {
                 let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
                 Some((absolute.clone(), read_ids(&system, &absolute)?))
             }
-            None => SYSTEM_PCI_IDS
-                .iter()
-                .find_map(|p| read_ids(&system, Path::new(p)).ok().map(|t| (PathBuf::from(p), t))),
+            None => SYSTEM_PCI_IDS.iter().find_map(|p| {
+                read_ids(&system, Path::new(p))
+                    .ok()
+                    .map(|t| (PathBuf::from(p), t))
+            }),
         };
         Ok(match text {
             Some((path, text)) => {
@@ -294,14 +300,11 @@ impl PciNames {
                 continue;
             }
             if let Some(c) = class {
-                match depth {
-                    1 => {
-                        if let Some((id, name)) = parse_entry(body, 2) {
-                            names.subclasses.insert((c, id as u8), name.to_owned());
-                        }
+                // Programming interfaces (depth 2) are more detail than any view shows.
+                if depth == 1 {
+                    if let Some((id, name)) = parse_entry(body, 2) {
+                        names.subclasses.insert((c, id as u8), name.to_owned());
                     }
-                    // Programming interfaces are more detail than any view shows.
-                    _ => {}
                 }
                 continue;
             }
@@ -342,7 +345,9 @@ impl PciNames {
     }
 
     pub fn subsystem(&self, vendor: u16, device: u16, sv: u16, sd: u16) -> Option<&str> {
-        self.subsystems.get(&(vendor, device, sv, sd)).map(String::as_str)
+        self.subsystems
+            .get(&(vendor, device, sv, sd))
+            .map(String::as_str)
     }
 
     /// The subclass name, or the class name when the subclass is unknown.
@@ -357,7 +362,8 @@ impl PciNames {
 fn read_ids(root: &HostRoot, path: &Path) -> Result<String, HostError> {
     let data = root.read_bytes(path, PCI_IDS_LIMIT)?;
     // pci.ids is UTF-8 today; older copies were Latin-1: keep what decodes.
-    Ok(String::from_utf8(data).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+    Ok(String::from_utf8(data)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
 }
 
 /// "10de  NVIDIA Corporation" → (0x10de, "NVIDIA Corporation").
@@ -419,7 +425,10 @@ mod tests {
         wanted.vendors.insert(0x10de);
         let names = PciNames::parse(text, &wanted);
         assert_eq!(names.vendor(0x10de), Some("NVIDIA Corporation"));
-        assert_eq!(names.device(0x10de, 0x1402), Some("GM206 [GeForce GTX 950]"));
+        assert_eq!(
+            names.device(0x10de, 0x1402),
+            Some("GM206 [GeForce GTX 950]")
+        );
         assert_eq!(
             names.subsystem(0x10de, 0x1402, 0x1458, 0x36c5),
             Some("GV-N950WF2OC-2GD")
@@ -427,7 +436,10 @@ mod tests {
         // Vendor names are always kept; device names only for wanted vendors.
         assert_eq!(names.vendor(0x8086), Some("Intel Corporation"));
         assert_eq!(names.device(0x8086, 0x0162), None);
-        assert_eq!(names.class(PciClass(0x030000)), Some("VGA compatible controller"));
+        assert_eq!(
+            names.class(PciClass(0x030000)),
+            Some("VGA compatible controller")
+        );
         assert_eq!(names.class(PciClass(0x038000)), Some("Display controller"));
     }
 }

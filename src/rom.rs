@@ -92,11 +92,17 @@ pub enum RomError {
     /// The buffer does not start with `55 AA`.
     NotRom,
     /// An image or structure runs past the end of the data.
-    Truncated { offset: usize },
+    Truncated {
+        offset: usize,
+    },
     /// The pointer at +0x18 does not lead to a `PCIR` structure.
-    BadPcir { offset: usize },
+    BadPcir {
+        offset: usize,
+    },
     /// An image declares a length of zero.
-    ZeroLength { offset: usize },
+    ZeroLength {
+        offset: usize,
+    },
 }
 
 impl std::error::Error for RomError {}
@@ -105,9 +111,9 @@ impl fmt::Display for RomError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let text = match self {
             RomError::Empty => gettext("The ROM is empty"),
-            RomError::NotRom => gettext(
-                "This is not a PCI option ROM: it does not start with the signature 55 AA",
-            ),
+            RomError::NotRom => {
+                gettext("This is not a PCI option ROM: it does not start with the signature 55 AA")
+            }
             RomError::Truncated { offset } => gettext_f(
                 "The ROM is truncated: the image at offset {offset} runs past the end of the data",
                 &[("offset", &format!("{offset:#x}"))],
@@ -126,11 +132,15 @@ impl fmt::Display for RomError {
 }
 
 fn u16_at(buf: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(buf.get(at..at.checked_add(2)?)?.try_into().ok()?))
+    Some(u16::from_le_bytes(
+        buf.get(at..at.checked_add(2)?)?.try_into().ok()?,
+    ))
 }
 
 fn u32_at(buf: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(buf.get(at..at.checked_add(4)?)?.try_into().ok()?))
+    Some(u32::from_le_bytes(
+        buf.get(at..at.checked_add(4)?)?.try_into().ok()?,
+    ))
 }
 
 /// Parse a ROM image chain.

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Serialize, Serializer};
 
-use crate::host::{HostError, HostRoot};
+use crate::host::{HostDir, HostError, HostProblem, HostRoot};
 use crate::i18n::{gettext, gettext_f, ngettext_f};
 use crate::pci::{sysfs_device_path, PciAddress, PciClass, PciNames, WantedIds};
 use crate::rom;
@@ -20,7 +20,7 @@ pub const IOMMU_GROUPS: &str = "/sys/kernel/iommu_groups";
 pub const CMDLINE: &str = "/proc/cmdline";
 
 /// Config space is 256 bytes (PCI) or 4 KiB (PCIe).
-const CONFIG_LIMIT: u64 = 4096;
+const CONFIG_LIMIT: usize = 4096;
 
 fn hex16<S: Serializer>(v: &u16, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&format_args!("{v:04x}"))
@@ -94,7 +94,6 @@ pub struct PciDevice {
     pub subsystem_name: Option<String>,
     pub class_name: Option<String>,
     pub driver: Option<String>,
-    pub driver_override: Option<String>,
     pub iommu_group: Option<u32>,
     pub boot_vga: bool,
     pub reset_methods: Vec<String>,
@@ -129,7 +128,9 @@ impl PciDevice {
 
     /// Bound to vfio-pci or a vfio variant driver.
     pub fn on_vfio(&self) -> bool {
-        self.driver.as_deref().is_some_and(|d| d.starts_with("vfio"))
+        self.driver
+            .as_deref()
+            .is_some_and(|d| d.starts_with("vfio"))
     }
 
     /// Whether the kernel lets a VM use this function's group while this
@@ -328,8 +329,13 @@ impl Topology {
     }
 
     /// The findings that concern one device (its own and its group's).
-    pub fn findings_for<'a>(&'a self, address: &'a PciAddress) -> impl Iterator<Item = &'a Finding> {
-        self.findings.iter().filter(move |f| f.devices.contains(address))
+    pub fn findings_for<'a>(
+        &'a self,
+        address: &'a PciAddress,
+    ) -> impl Iterator<Item = &'a Finding> {
+        self.findings
+            .iter()
+            .filter(move |f| f.devices.contains(address))
     }
 }
 
@@ -342,14 +348,14 @@ pub fn scan(host: &HostRoot, options: ScanOptions) -> Result<Topology, ScanError
         }
         Err(e) => return Err(e.into()),
     };
-    let (groups_of, group_kinds) = scan_groups(host)?;
+    let bus = host.open_dir(PCI_DEVICES)?;
     let mut devices = Vec::with_capacity(entries.len());
     for name in &entries {
         // The kernel names these entries; anything else is debris in a capture.
         let Ok(address) = name.parse::<PciAddress>() else {
             continue;
         };
-        devices.push(scan_device(host, address, &groups_of, options)?);
+        devices.push(scan_device(host, &bus, name, address, options)?);
     }
     devices.sort_by_key(|d| d.address);
 
@@ -361,24 +367,23 @@ pub fn scan(host: &HostRoot, options: ScanOptions) -> Result<Topology, ScanError
     }
     let by_address: HashMap<PciAddress, &PciDevice> =
         devices.iter().map(|d| (d.address, d)).collect();
-    let groups = members
-        .into_iter()
-        .map(|(id, devs)| {
-            let moves_together: Vec<PciAddress> = devs
-                .iter()
-                .copied()
-                .filter(|a| !by_address[a].bridge)
-                .collect();
-            let slots: BTreeSet<_> = moves_together.iter().map(PciAddress::slot).collect();
-            IommuGroup {
-                id,
-                shared: slots.len() > 1,
-                devices: devs,
-                moves_together,
-                kind: group_kinds.get(&id).cloned().flatten(),
-            }
-        })
-        .collect::<Vec<_>>();
+    let mut groups = Vec::with_capacity(members.len());
+    for (id, devs) in members {
+        let moves_together: Vec<PciAddress> = devs
+            .iter()
+            .copied()
+            .filter(|a| !by_address[a].bridge)
+            .collect();
+        let slots: BTreeSet<_> = moves_together.iter().map(PciAddress::slot).collect();
+        let kind = host.read_attr(Path::new(IOMMU_GROUPS).join(id.to_string()).join("type"))?;
+        groups.push(IommuGroup {
+            id,
+            shared: slots.len() > 1,
+            devices: devs,
+            moves_together,
+            kind,
+        });
+    }
 
     let cmdline = host.read_attr(CMDLINE)?.unwrap_or_default();
     let acs_override = cmdline
@@ -387,7 +392,7 @@ pub fn scan(host: &HostRoot, options: ScanOptions) -> Result<Topology, ScanError
         .map(str::to_owned);
 
     Ok(Topology {
-        iommu_enabled: !groups_of.is_empty(),
+        iommu_enabled: !groups.is_empty(),
         groups,
         devices,
         findings: Vec::new(),
@@ -396,90 +401,142 @@ pub fn scan(host: &HostRoot, options: ScanOptions) -> Result<Topology, ScanError
     })
 }
 
-type GroupMaps = (HashMap<PciAddress, u32>, HashMap<u32, Option<String>>);
+fn bad_number(dir: &HostDir, name: &str, value: &str) -> HostError {
+    HostError::bad_content(
+        dir.display(name),
+        gettext_f(
+            "expected a hexadecimal number, found {value}",
+            &[("value", &format!("{value:?}"))],
+        ),
+    )
+}
 
-fn scan_groups(host: &HostRoot) -> Result<GroupMaps, HostError> {
-    let mut of = HashMap::new();
-    let mut kinds = HashMap::new();
-    for name in host.read_dir_or_empty(IOMMU_GROUPS)? {
-        let Ok(id) = name.parse::<u32>() else {
+/// "0x10de" (attributes) or "10DE" (uevent) → 0x10de.
+fn parse_hex(text: &str, max: u32) -> Option<u32> {
+    let digits = text.strip_prefix("0x").unwrap_or(text);
+    if digits.is_empty() || digits.len() > 8 {
+        return None;
+    }
+    u32::from_str_radix(digits, 16).ok().filter(|v| *v <= max)
+}
+
+/// What identifies a function: from `uevent` in one read, or from the
+/// separate attributes when a capture has no `uevent`.
+struct Identity {
+    vendor_id: u16,
+    device_id: u16,
+    class: u32,
+    subsystem: Option<(u16, u16)>,
+    driver: Option<String>,
+}
+
+fn identity_from_uevent(dir: &HostDir, text: &str) -> Result<Identity, HostError> {
+    let mut id = None;
+    let mut class = None;
+    let mut subsystem = None;
+    let mut driver = None;
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once('=') else {
             continue;
         };
-        let dir = Path::new(IOMMU_GROUPS).join(&name);
-        for member in host.read_dir_or_empty(dir.join("devices"))? {
-            if let Ok(address) = member.parse::<PciAddress>() {
-                of.insert(address, id);
+        let pair = |v: &str| -> Result<(u16, u16), HostError> {
+            let (a, b) = v
+                .split_once(':')
+                .ok_or_else(|| bad_number(dir, "uevent", v))?;
+            match (parse_hex(a, 0xffff), parse_hex(b, 0xffff)) {
+                (Some(a), Some(b)) => Ok((a as u16, b as u16)),
+                _ => Err(bad_number(dir, "uevent", v)),
             }
+        };
+        match key {
+            "PCI_ID" => id = Some(pair(value)?),
+            "PCI_SUBSYS_ID" => subsystem = Some(pair(value)?),
+            "PCI_CLASS" => {
+                class = Some(
+                    parse_hex(value, 0xff_ffff).ok_or_else(|| bad_number(dir, "uevent", value))?,
+                )
+            }
+            "DRIVER" => driver = Some(value.to_owned()),
+            _ => {}
         }
-        kinds.insert(id, host.read_attr(dir.join("type"))?);
     }
-    Ok((of, kinds))
+    let missing = |what: &str| {
+        HostError::bad_content(
+            dir.display("uevent"),
+            gettext_f("{key} is missing", &[("key", what)]),
+        )
+    };
+    let (vendor_id, device_id) = id.ok_or_else(|| missing("PCI_ID"))?;
+    Ok(Identity {
+        vendor_id,
+        device_id,
+        class: class.ok_or_else(|| missing("PCI_CLASS"))?,
+        subsystem,
+        driver,
+    })
 }
 
-fn parse_hex(host: &HostRoot, path: &Path, value: &str, max: u32) -> Result<u32, HostError> {
-    value
-        .strip_prefix("0x")
-        .and_then(|v| u32::from_str_radix(v, 16).ok())
-        .filter(|v| *v <= max)
-        .ok_or_else(|| {
-            HostError::bad_content(
-                host.display(path),
-                gettext_f(
-                    "expected a hexadecimal number, found {value}",
-                    &[("value", &format!("{value:?}"))],
-                ),
-            )
+fn identity_from_attributes(dir: &HostDir) -> Result<Identity, HostError> {
+    let hex = |name: &str, max: u32| -> Result<Option<u32>, HostError> {
+        match dir.read_attr(name)? {
+            None => Ok(None),
+            Some(v) => parse_hex(&v, max)
+                .map(Some)
+                .ok_or_else(|| bad_number(dir, name, &v)),
+        }
+    };
+    let required = |name: &str, max: u32| -> Result<u32, HostError> {
+        hex(name, max)?.ok_or_else(|| {
+            HostError::bad_content(dir.display(name), gettext("the attribute is missing"))
         })
+    };
+    let vendor_id = required("vendor", 0xffff)? as u16;
+    let device_id = required("device", 0xffff)? as u16;
+    let class = required("class", 0xff_ffff)?;
+    let subsystem = match (
+        hex("subsystem_vendor", 0xffff)?,
+        hex("subsystem_device", 0xffff)?,
+    ) {
+        (Some(v), Some(d)) => Some((v as u16, d as u16)),
+        _ => None,
+    };
+    Ok(Identity {
+        vendor_id,
+        device_id,
+        class,
+        subsystem,
+        driver: dir.link_name("driver")?,
+    })
 }
 
+/// One function. Every read is relative to the open device directory, and
+/// optional attributes are simply tried: a scan of thousands of functions is
+/// dominated by system calls, so each one counts.
 fn scan_device(
     host: &HostRoot,
+    bus: &HostDir,
+    name: &str,
     address: PciAddress,
-    groups_of: &HashMap<PciAddress, u32>,
     options: ScanOptions,
 ) -> Result<PciDevice, HostError> {
-    let dir = sysfs_device_path(&address);
-    let entries: BTreeSet<String> = host.read_dir(&dir)?.into_iter().collect();
-    let has = |name: &str| entries.contains(name);
-    let attr = |name: &str| -> Result<Option<String>, HostError> {
-        if has(name) {
-            host.read_attr(dir.join(name))
-        } else {
-            Ok(None)
-        }
+    let dir = host.open_dir(sysfs_device_path(&address))?;
+    let identity = match dir.read_attr("uevent")? {
+        Some(text) if text.contains("PCI_ID=") => identity_from_uevent(&dir, &text)?,
+        _ => identity_from_attributes(&dir)?,
     };
-    let required_hex = |name: &str, max: u32| -> Result<u32, HostError> {
-        let path = dir.join(name);
-        match attr(name)? {
-            Some(v) => parse_hex(host, &path, &v, max),
-            None => Err(HostError::bad_content(
-                host.display(&path),
-                gettext("the attribute is missing"),
-            )),
-        }
-    };
-    let optional_hex = |name: &str, max: u32| -> Result<Option<u32>, HostError> {
-        let path = dir.join(name);
-        attr(name)?
-            .map(|v| parse_hex(host, &path, &v, max))
-            .transpose()
-    };
+    let class = PciClass(identity.class);
 
-    let vendor_id = required_hex("vendor", 0xffff)? as u16;
-    let device_id = required_hex("device", 0xffff)? as u16;
-    let class = PciClass(required_hex("class", 0xff_ffff)?);
-    let subsystem_vendor_id = optional_hex("subsystem_vendor", 0xffff)?.map(|v| v as u16);
-    let subsystem_device_id = optional_hex("subsystem_device", 0xffff)?.map(|v| v as u16);
-    let revision = optional_hex("revision", 0xff)?.map(|v| v as u8);
-
-    let config = if has("config") {
-        match host.read_bytes(dir.join("config"), CONFIG_LIMIT) {
-            Ok(c) => c,
-            Err(e) if e.problem == crate::host::HostProblem::PermissionDenied => Vec::new(),
-            Err(e) => return Err(e),
-        }
-    } else {
-        Vec::new()
+    let config = match dir.read_small("config", CONFIG_LIMIT) {
+        Ok(c) => c.unwrap_or_default(),
+        Err(e) if e.problem == HostProblem::PermissionDenied => Vec::new(),
+        Err(e) => return Err(e),
+    };
+    let revision = match config.get(0x08) {
+        Some(r) => Some(*r),
+        None => dir
+            .read_attr("revision")?
+            .and_then(|v| parse_hex(&v, 0xff))
+            .map(|v| v as u8),
     };
     let header_type = config.get(0x0E).map(|h| h & 0x7f);
     let bridge = match header_type {
@@ -487,52 +544,40 @@ fn scan_device(
         None => class.is_pci_bridge(),
     };
 
-    let driver = if has("driver") {
-        host.link_name(dir.join("driver"))?
-    } else {
-        None
-    };
-    let driver_override = attr("driver_override")?.filter(|v| !v.is_empty() && v != "(null)");
-    let boot_vga = attr("boot_vga")?.as_deref() == Some("1");
-    let reset_methods: Vec<String> = attr("reset_method")?
+    let boot_vga = class.is_vga() && dir.read_attr("boot_vga")?.as_deref() == Some("1");
+    let reset_methods: Vec<String> = dir
+        .read_attr("reset_method")?
         .map(|v| v.split_whitespace().map(str::to_owned).collect())
         .unwrap_or_default();
-    let can_reset = !reset_methods.is_empty() || has("reset");
-    let has_rom = has("rom");
-    let physfn = if has("physfn") {
-        host.link_name(dir.join("physfn"))?
-            .and_then(|n| n.parse().ok())
-    } else {
-        None
-    };
-    let iommu_group = match groups_of.get(&address) {
-        Some(g) => Some(*g),
-        None if has("iommu_group") => host
-            .link_name(dir.join("iommu_group"))?
-            .and_then(|n| n.parse().ok()),
-        None => None,
-    };
-    let parent = parent_of(host, &dir)?;
-    let link = if has("current_link_speed") || has("max_link_speed") {
-        let width = |name: &str| -> Result<Option<u32>, HostError> {
-            Ok(attr(name)?.and_then(|v| v.parse().ok()))
-        };
-        Some(PcieLink {
-            current_speed: attr("current_link_speed")?,
-            current_width: width("current_link_width")?,
-            max_speed: attr("max_link_speed")?,
-            max_width: width("max_link_width")?,
-        })
-    } else {
-        None
+    // Kernels before 5.15 have only `reset`, present when a reset is possible.
+    let can_reset = !reset_methods.is_empty() || dir.has("reset");
+    let has_rom = dir.has("rom");
+    let physfn = dir.link_name("physfn")?.and_then(|n| n.parse().ok());
+    let iommu_group = dir.link_name("iommu_group")?.and_then(|n| n.parse().ok());
+    let parent = parent_of(bus, name)?;
+    // A virtual function's link is its physical function's.
+    let link = match (physfn, dir.read_attr("current_link_speed")?) {
+        (None, Some(current_speed)) => {
+            let width = |name: &str| -> Result<Option<u32>, HostError> {
+                Ok(dir.read_attr(name)?.and_then(|v| v.parse().ok()))
+            };
+            Some(PcieLink {
+                current_speed: Some(current_speed),
+                current_width: width("current_link_width")?,
+                max_speed: dir.read_attr("max_link_speed")?,
+                max_width: width("max_link_width")?,
+            })
+        }
+        _ => None,
     };
     let acs = bridge.then(|| acs_from_config(&config));
     let pcie_type = pcie_type_from_config(&config);
+    let (subsystem_vendor_id, subsystem_device_id) = identity.subsystem.unzip();
 
     let mut device = PciDevice {
         address,
-        vendor_id,
-        device_id,
+        vendor_id: identity.vendor_id,
+        device_id: identity.device_id,
         subsystem_vendor_id,
         subsystem_device_id,
         class,
@@ -541,8 +586,7 @@ fn scan_device(
         device_name: None,
         subsystem_name: None,
         class_name: None,
-        driver,
-        driver_override,
+        driver: identity.driver,
         iommu_group,
         boot_vga,
         reset_methods,
@@ -562,12 +606,14 @@ fn scan_device(
     Ok(device)
 }
 
-/// The function above this one in the device path, if it is a PCI function.
-fn parent_of(host: &HostRoot, dir: &Path) -> Result<Option<PciAddress>, HostError> {
-    let target = match host.read_link(dir) {
-        Ok(t) => t,
+/// The function above this one: the previous component of the device path
+/// that `/sys/bus/pci/devices/NAME` links to, if it is a PCI function.
+fn parent_of(bus: &HostDir, name: &str) -> Result<Option<PciAddress>, HostError> {
+    let target = match bus.read_link(name) {
+        Ok(Some(t)) => t,
+        Ok(None) => return Ok(None),
         // A capture may hold real directories instead of links: no parent known.
-        Err(e) if matches!(e.problem, crate::host::HostProblem::Io(libc::EINVAL)) => return Ok(None),
+        Err(e) if matches!(e.problem, HostProblem::Io(libc::EINVAL)) => return Ok(None),
         Err(e) => return Err(e),
     };
     let mut components = target.components().rev();
@@ -592,7 +638,11 @@ fn rom_verdict(host: &HostRoot, device: &PciDevice) -> Option<RomVerdict> {
             },
         }),
         // A capture made without root holds an empty ROM file: simply not read.
-        Err(e) if !host.is_live() && matches!(e.problem, crate::host::HostProblem::BadContent(_)) => None,
+        Err(e)
+            if !host.is_live() && matches!(e.problem, crate::host::HostProblem::BadContent(_)) =>
+        {
+            None
+        }
         Err(e) => Some(RomVerdict::Unreadable {
             reason: e.to_string(),
         }),
@@ -736,7 +786,11 @@ pub fn analyse(topology: &Topology) -> Vec<Finding> {
             .iter()
             .filter_map(|a| topology.device(a))
             .collect();
-        let on_vfio: Vec<PciAddress> = members.iter().filter(|d| d.on_vfio()).map(|d| d.address).collect();
+        let on_vfio: Vec<PciAddress> = members
+            .iter()
+            .filter(|d| d.on_vfio())
+            .map(|d| d.address)
+            .collect();
         let host_used: Vec<PciAddress> = members
             .iter()
             .filter(|d| !d.viable_for_vfio())

@@ -31,7 +31,11 @@ fn ipxe_efi_roms_have_a_legacy_and_an_x64_efi_image() {
         assert_eq!(legacy.code_type, CODE_TYPE_LEGACY);
         assert_eq!(legacy.offset, 0);
         assert_eq!(legacy.checksum_valid, Some(true), "{}", path.display());
-        let efi = parsed.images.iter().find(|i| i.code_type == CODE_TYPE_EFI).unwrap();
+        let efi = parsed
+            .images
+            .iter()
+            .find(|i| i.code_type == CODE_TYPE_EFI)
+            .unwrap();
         let header = efi.efi.as_ref().unwrap();
         assert!(header.signature_valid);
         assert_eq!(header.machine, EFI_MACHINE_X64);
@@ -48,7 +52,10 @@ fn ipxe_efi_roms_have_a_legacy_and_an_x64_efi_image() {
 fn ipxe_e1000e_rom_is_for_the_intel_82574() {
     let data = std::fs::read("/usr/lib/ipxe/qemu/efi-e1000e.rom").unwrap();
     let parsed = rom::parse(&data).unwrap();
-    assert_eq!((parsed.images[0].vendor_id, parsed.images[0].device_id), (0x8086, 0x10d3));
+    assert_eq!(
+        (parsed.images[0].vendor_id, parsed.images[0].device_id),
+        (0x8086, 0x10d3)
+    );
     assert_eq!(parsed.images[0].class.0, 0x020000);
 }
 
@@ -56,7 +63,11 @@ fn ipxe_e1000e_rom_is_for_the_intel_82574() {
 fn ipxe_pxe_roms_are_legacy_only() {
     for path in files("/usr/lib/ipxe/qemu", "pxe-") {
         let parsed = rom::parse(&std::fs::read(&path).unwrap()).unwrap();
-        assert!(parsed.has_legacy() && !parsed.has_uefi(), "{}", path.display());
+        assert!(
+            parsed.has_legacy() && !parsed.has_uefi(),
+            "{}",
+            path.display()
+        );
     }
 }
 
@@ -88,10 +99,16 @@ fn every_cut_of_a_real_rom_is_an_error_or_a_whole_prefix() {
         match rom::parse(&data[..step]) {
             Ok(parsed) => {
                 // Only a cut exactly after a whole image parses, and it says so.
-                assert!(boundaries.contains(&step) || step >= *boundaries.last().unwrap(), "cut at {step}");
+                assert!(
+                    boundaries.contains(&step) || step >= *boundaries.last().unwrap(),
+                    "cut at {step}"
+                );
                 assert!(parsed.unterminated || step >= *boundaries.last().unwrap());
             }
-            Err(e) => assert!(step == 0 || matches!(e, RomError::Truncated { .. }), "cut at {step}: {e:?}"),
+            Err(e) => assert!(
+                step == 0 || matches!(e, RomError::Truncated { .. }),
+                "cut at {step}: {e:?}"
+            ),
         }
         step += 97;
     }
@@ -128,7 +145,12 @@ fn rom_command_prints_the_contract_json() {
     assert_eq!(first["device_id"], "10d3");
     assert_eq!(first["last"], false);
     assert!(first["efi_machine"].is_null());
-    let efi = v["images"].as_array().unwrap().iter().find(|i| i["code_type"] == 3).unwrap();
+    let efi = v["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|i| i["code_type"] == 3)
+        .unwrap();
     assert_eq!(efi["efi_machine"], "8664");
     assert!(first["length"].as_u64().unwrap() > 0);
 }

@@ -76,7 +76,10 @@ fn missing_reset_is_flagged_for_endpoints_only() {
     let root = host("ivy-bridge-desktop");
     let t = load(root.path());
     assert!(codes(&t, "00:1a.0").contains(&FindingCode::NoReset));
-    assert!(!codes(&t, "00:00.0").contains(&FindingCode::NoReset), "host bridges are not passed");
+    assert!(
+        !codes(&t, "00:00.0").contains(&FindingCode::NoReset),
+        "host bridges are not passed"
+    );
     assert!(!codes(&t, "00:1b.0").contains(&FindingCode::NoReset));
     let dev = t.device(&"00:02.0".parse().unwrap()).unwrap();
     assert_eq!(dev.reset_methods, ["flr", "bus"]);
@@ -91,7 +94,13 @@ fn amd_chipset_group_is_shared_and_lists_every_endpoint() {
     let together: Vec<String> = g.moves_together.iter().map(|a| a.to_string()).collect();
     assert_eq!(
         together,
-        ["0000:02:00.0", "0000:02:00.1", "0000:05:00.0", "0000:06:00.0", "0000:06:00.1"]
+        [
+            "0000:02:00.0",
+            "0000:02:00.1",
+            "0000:05:00.0",
+            "0000:06:00.0",
+            "0000:06:00.1"
+        ]
     );
     // The isolated main GPU: four functions of one card, one group, no warning.
     let main = t.group(4).unwrap();
@@ -101,10 +110,17 @@ fn amd_chipset_group_is_shared_and_lists_every_endpoint() {
     let port = t.device(&"00:01.1".parse().unwrap()).unwrap();
     assert_eq!(
         port.acs,
-        Some(Acs::Present { capability: 0x1f, control: 0x1d, isolating: true })
+        Some(Acs::Present {
+            capability: 0x1f,
+            control: 0x1d,
+            isolating: true
+        })
     );
     assert_eq!(port.pcie_type, Some("root-port"));
-    assert_eq!(t.device(&"00:01.3".parse().unwrap()).unwrap().acs, Some(Acs::Absent));
+    assert_eq!(
+        t.device(&"00:01.3".parse().unwrap()).unwrap().acs,
+        Some(Acs::Absent)
+    );
     // Bridges below a chipset bridge: parents follow the device path.
     let nic = t.device(&"05:00.0".parse().unwrap()).unwrap();
     assert_eq!(nic.parent.unwrap().to_string(), "0000:03:00.0");
@@ -116,7 +132,11 @@ fn no_groups_means_the_iommu_is_off() {
     let t = load(root.path());
     assert!(!t.iommu_enabled);
     assert!(t.groups.is_empty());
-    let off: Vec<_> = t.findings.iter().filter(|f| f.code == FindingCode::IommuDisabled).collect();
+    let off: Vec<_> = t
+        .findings
+        .iter()
+        .filter(|f| f.code == FindingCode::IommuDisabled)
+        .collect();
     assert_eq!(off.len(), 1);
     assert!(t.devices.iter().all(|d| d.iommu_group.is_none()));
     let json = topology_json(root.path());
@@ -128,13 +148,20 @@ fn no_groups_means_the_iommu_is_off() {
 fn a_half_moved_group_is_not_isolated_and_the_acs_override_is_reported() {
     let root = host("half-moved");
     let t = load(root.path());
-    let f: Vec<_> = t.findings.iter().filter(|f| f.code == FindingCode::NotIsolated).collect();
+    let f: Vec<_> = t
+        .findings
+        .iter()
+        .filter(|f| f.code == FindingCode::NotIsolated)
+        .collect();
     assert_eq!(f.len(), 1);
     let devices: Vec<String> = f[0].devices.iter().map(|a| a.to_string()).collect();
     assert_eq!(devices, ["0000:0b:00.0", "0000:0b:00.1"]);
     assert!(f[0].message.contains("0000:0b:00.1"));
     assert_eq!(t.acs_override.as_deref(), Some("downstream,multifunction"));
-    assert!(t.findings.iter().any(|f| f.code == FindingCode::AcsOverride));
+    assert!(t
+        .findings
+        .iter()
+        .any(|f| f.code == FindingCode::AcsOverride));
     // The same group fully on vfio-pci is fine.
     let mut spec = HostSpec::parse(
         &std::fs::read_to_string(fixtures().join("hosts/half-moved.host")).unwrap(),
@@ -147,7 +174,10 @@ fn a_half_moved_group_is_not_isolated_and_the_acs_override_is_reported() {
     }
     let root = write(&spec);
     let t = load(root.path());
-    assert!(!t.findings.iter().any(|f| f.code == FindingCode::NotIsolated));
+    assert!(!t
+        .findings
+        .iter()
+        .any(|f| f.code == FindingCode::NotIsolated));
 }
 
 fn gpu_with_rom(boot_vga: bool, rom: &str) -> HostSpec {
@@ -172,14 +202,28 @@ fn rom_verdicts_come_from_captured_roms() {
     let root = write(&gpu_with_rom(false, legacy_only));
     let t = load(root.path());
     let gpu = t.device(&"01:00.0".parse().unwrap()).unwrap();
-    assert!(matches!(gpu.rom, Some(RomVerdict::Read { has_uefi: false, has_legacy: true, .. })));
+    assert!(matches!(
+        gpu.rom,
+        Some(RomVerdict::Read {
+            has_uefi: false,
+            has_legacy: true,
+            ..
+        })
+    ));
     assert!(codes(&t, "01:00.0").contains(&FindingCode::NoUefiRom));
     // The boot GPU: the same bytes are the firmware's shadow copy, no false "no UEFI".
     let root = write(&gpu_with_rom(true, legacy_only));
     let t = load(root.path());
     let c = codes(&t, "01:00.0");
-    assert!(c.contains(&FindingCode::RomUnreadable) && !c.contains(&FindingCode::NoUefiRom), "{c:?}");
-    let f = t.findings.iter().find(|f| f.code == FindingCode::RomUnreadable).unwrap();
+    assert!(
+        c.contains(&FindingCode::RomUnreadable) && !c.contains(&FindingCode::NoUefiRom),
+        "{c:?}"
+    );
+    let f = t
+        .findings
+        .iter()
+        .find(|f| f.code == FindingCode::RomUnreadable)
+        .unwrap();
     assert!(f.message.contains("shadow copy"), "{}", f.message);
     // A ROM with an x86-64 EFI image: no finding.
     let root = write(&gpu_with_rom(false, with_efi));
@@ -213,8 +257,16 @@ fn json_carries_the_fields_of_the_contract() {
         assert_eq!(gpu["vendor_name"], "NVIDIA Corporation");
         assert_eq!(gpu["device_name"], "GM206 [GeForce GTX 950]");
     }
-    let group = t["groups"].as_array().unwrap().iter().find(|g| g["id"] == 1).unwrap();
-    assert_eq!(strings(&group["devices"]), ["0000:00:01.0", "0000:01:00.0", "0000:01:00.1"]);
+    let group = t["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["id"] == 1)
+        .unwrap();
+    assert_eq!(
+        strings(&group["devices"]),
+        ["0000:00:01.0", "0000:01:00.0", "0000:01:00.1"]
+    );
     let f = &findings(&t, "shared-group")[0];
     assert_eq!(f["severity"], "warning");
     assert_eq!(f["group"], 7);
@@ -244,7 +296,10 @@ fn human_output_is_a_tree_with_group_verdicts() {
     let out = ctl(&["--root", root.path().to_str().unwrap(), "topology"]);
     assert_eq!(out.status.code(), Some(0));
     let text = stdout(&out);
-    assert!(text.contains("IOMMU: on · 10 groups · 17 devices"), "{text}");
+    assert!(
+        text.contains("IOMMU: on · 10 groups · 17 devices"),
+        "{text}"
+    );
     assert!(text.contains("Group 1 — isolated"), "{text}");
     assert!(text.contains("Group 7 — shared"), "{text}");
     assert!(text.contains("└─ 0000:01:00.1"), "{text}");
@@ -261,5 +316,8 @@ fn a_generated_sriov_host_has_every_function() {
     assert_eq!(nics, 2048);
     assert_eq!(vfs, 2048 - 8);
     assert!(t.groups.iter().all(|g| !g.shared));
-    assert!(!t.findings.iter().any(|f| f.code == FindingCode::SharedGroup));
+    assert!(!t
+        .findings
+        .iter()
+        .any(|f| f.code == FindingCode::SharedGroup));
 }

@@ -10,9 +10,15 @@ fn main() -> ExitCode {
         println!("{}", gettext("Usage: traspaso-helper [--root DIR]"));
         println!();
         println!("{}", gettext("The privileged helper of Traspaso: it hands IOMMU groups to virtual machines and back, on the system bus, when polkit allows it."));
-        println!("{}", gettext("It is not available in this version yet: it exits with status 1."));
+        println!(
+            "{}",
+            gettext("It is not available in this version yet: it exits with status 1.")
+        );
         return ExitCode::SUCCESS;
     }
-    eprintln!("traspaso-helper: {}", gettext("The helper is not available in this version yet."));
+    eprintln!(
+        "traspaso-helper: {}",
+        gettext("The helper is not available in this version yet.")
+    );
     ExitCode::FAILURE
 }

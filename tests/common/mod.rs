@@ -39,7 +39,10 @@ pub fn ctl(args: &[&str]) -> Output {
 
 pub fn ctl_lang(args: &[&str], language: Option<&str>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_traspasoctl"));
-    cmd.args(args).env("LANG", "C.UTF-8").env_remove("LC_ALL").env_remove("LC_MESSAGES");
+    cmd.args(args)
+        .env("LANG", "C.UTF-8")
+        .env_remove("LC_ALL")
+        .env_remove("LC_MESSAGES");
     match language {
         Some(l) => cmd.env("LANGUAGE", l),
         None => cmd.env("LANGUAGE", "en"),

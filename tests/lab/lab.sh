@@ -33,7 +33,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 repo=$(cd "$here/../.." && pwd)
 cache=${LAB_CACHE:-$repo/target/lab}
 
-mix= firmware=seabios share= run= timeout=240 log= extra_mods=
+mix='' firmware=seabios share='' run='' timeout=240 log='' extra_mods=''
 bundles=()
 while [ $# -gt 0 ]; do
     case $1 in
@@ -49,7 +49,10 @@ while [ $# -gt 0 ]; do
         *) usage >&2; die "unknown argument: $1" ;;
     esac
 done
-[ -n "$mix" ] && [ -n "$share" ] && [ -n "$run" ] || { usage >&2; die "--mix, --share and --run are required"; }
+if [ -z "$mix" ] || [ -z "$share" ] || [ -z "$run" ]; then
+    usage >&2
+    die "--mix, --share and --run are required"
+fi
 [[ $timeout =~ ^[0-9]+$ ]] || die "--timeout wants whole seconds"
 
 command -v qemu-system-x86_64 >/dev/null || die "qemu-system-x86_64 missing (apt-get install qemu-system-x86)"
@@ -103,11 +106,14 @@ need_disk=no
 rp() { # rp ID PCIE0_SLOT CHASSIS
     printf '%s\n' -device "pcie-root-port,id=$1,bus=pcie.0,addr=$2,chassis=$3,slot=$3"
 }
-devs=()
+devs=() extra_cmdline="" # a mix may add kernel parameters
 case $mix in
     desktop)
         # 00:07.0 bochs-display straight on the root bus: display class 0x0380, no VGA.
-        # rp1 -> GPU (VGA, fn 0) + HDMI-audio-like HDA (fn 1): one group, boot VGA under SeaBIOS.
+        #   Not at 00:01.0: OVMF puts its framebuffer on the first display it scans, and
+        #   with efifb on bochs-display but boot_vga on 01:00.0, kernel 6.1 oopses in
+        #   sysfb_disable() when bochs probes both. Scanned after rp1, efifb lands on the GPU.
+        # rp1 -> GPU (VGA, fn 0) + HDMI-audio-like HDA (fn 1): one group, the boot VGA.
         # rp2 -> e1000e with an iPXE legacy+EFI option ROM, alone in its group.
         # rp3 -> pcie-pci-bridge with two e1000: conventional PCI, so one group with the bridge.
         # rp4 -> virtio-vga: a second VGA device, isolated.
@@ -152,7 +158,6 @@ case $mix in
         ;;
     *) die "unknown mix '$mix' (desktop, dmi)" ;;
 esac
-extra_cmdline=""
 
 for f in /usr/share/seabios/vgabios-stdvga.bin /usr/lib/ipxe/qemu/efi-e1000e.rom; do
     [ -r "$f" ] || die "$f missing (apt-get install seabios ipxe-qemu)"
@@ -192,7 +197,7 @@ if [ -f /mnt/share/.bundle/pci.ids ]; then
     ln -sf /mnt/share/.bundle/pci.ids /usr/share/hwdata/pci.ids
 fi
 
-cd /mnt/share
+cd /mnt/share || halt
 echo "lab-init: running command" >/dev/console
 sh -c "$(cat /mnt/share/.lab-cmd)" </dev/null >/mnt/share/.lab-stdout 2>/mnt/share/.lab-stderr
 rc=$?
@@ -222,7 +227,7 @@ copy_with_libs() { # copy_with_libs ROOT BINARY: same absolute paths inside ROOT
 }
 
 build_initramfs() {
-    local tmp root m f line dep
+    local tmp root m f dep
     tmp=$(mktemp -d "$cache/build.XXXXXX")
     root=$tmp/root
     mkdir -p "$root"/{bin,sbin,usr/bin,usr/sbin,etc,proc,sys,dev,run,tmp,lib,lib64,mnt} "$root$moddir"
@@ -269,7 +274,7 @@ build_initramfs() {
     mv -f "$tmp/initramfs.cpio" "$initrd"
     rm -rf "$tmp"
     # Images for older versions of this script are dead weight.
-    find "$cache" -maxdepth 1 -name "initramfs-$kver-*.cpio" ! -name "${initrd##*/}" -mmin +60 -delete
+    find "$cache" -maxdepth 1 -name "initramfs-$kver-*.cpio" ! -name "${initrd##*/}" -delete
 }
 
 if [ ! -s "$initrd" ]; then
@@ -292,7 +297,7 @@ fi
 
 # Boot modules: keep those this kernel has (as a module or built in).
 load=""
-for m in $base_mods $boot_mods $extra_mods; do
+for m in $base_mods $boot_mods ${extra_mods//,/ }; do
     if modinfo -k "$kver" -n "$m" >/dev/null 2>&1; then load+="${load:+,}$m"
     else echo "lab: module $m not in kernel $kver, skipped" >&2; fi
 done
@@ -334,6 +339,7 @@ fi
 # ---------------------------------------------------------------------------
 run_dir=$(mktemp -d "$cache/run.XXXXXX")
 qpid=""
+# shellcheck disable=SC2317 # called from the trap
 cleanup() { [ -n "$qpid" ] && kill "$qpid" 2>/dev/null; rm -rf "$run_dir"; }
 trap cleanup EXIT
 trap 'exit 125' INT TERM
