@@ -156,9 +156,6 @@ pub struct IommuGroup {
     pub devices: Vec<PciAddress>,
     /// Every endpoint: what has to move to a VM together. Bridges stay.
     pub moves_together: Vec<PciAddress>,
-    /// The kernel's domain type (`DMA`, `DMA-FQ`, `identity` under iommu=pt).
-    #[serde(rename = "type")]
-    pub kind: Option<String>,
     /// Endpoints of more than one slot share the group.
     pub shared: bool,
 }
@@ -375,13 +372,11 @@ pub fn scan(host: &HostRoot, options: ScanOptions) -> Result<Topology, ScanError
             .filter(|a| !by_address[a].bridge)
             .collect();
         let slots: BTreeSet<_> = moves_together.iter().map(PciAddress::slot).collect();
-        let kind = host.read_attr(Path::new(IOMMU_GROUPS).join(id.to_string()).join("type"))?;
         groups.push(IommuGroup {
             id,
             shared: slots.len() > 1,
             devices: devs,
             moves_together,
-            kind,
         });
     }
 
@@ -555,9 +550,13 @@ fn scan_device(
     let physfn = dir.link_name("physfn")?.and_then(|n| n.parse().ok());
     let iommu_group = dir.link_name("iommu_group")?.and_then(|n| n.parse().ok());
     let parent = parent_of(bus, name)?;
-    // A virtual function's link is its physical function's.
-    let link = match (physfn, dir.read_attr("current_link_speed")?) {
-        (None, Some(current_speed)) => {
+    // A virtual function's link is its physical function's: not read again.
+    let current_speed = match physfn {
+        None => dir.read_attr("current_link_speed")?,
+        Some(_) => None,
+    };
+    let link = match current_speed {
+        Some(current_speed) => {
             let width = |name: &str| -> Result<Option<u32>, HostError> {
                 Ok(dir.read_attr(name)?.and_then(|v| v.parse().ok()))
             };
@@ -568,7 +567,7 @@ fn scan_device(
                 max_width: width("max_link_width")?,
             })
         }
-        _ => None,
+        None => None,
     };
     let acs = bridge.then(|| acs_from_config(&config));
     let pcie_type = pcie_type_from_config(&config);
