@@ -83,7 +83,7 @@ const MODULES: &[&str] = &[
 pub const MANIFEST: &str = "traspaso-capture.json";
 
 /// What a capture did.
-#[derive(Debug, Default, Serialize)]
+#[derive(Debug, Default, Serialize, serde::Deserialize)]
 pub struct CaptureSummary {
     pub tool: String,
     pub as_root: bool,
@@ -92,6 +92,9 @@ pub struct CaptureSummary {
     pub roms: usize,
     /// Files that existed but could not be read (e.g. without root).
     pub unreadable: Vec<String>,
+    /// Option ROM reads that failed on the captured host, by address: a
+    /// replay reports them as the host did (e.g. the boot GPU under UEFI).
+    pub rom_errors: std::collections::BTreeMap<String, String>,
 }
 
 /// Options of a capture.
@@ -287,10 +290,16 @@ impl Copier<'_> {
                 self.summary.roms += 1;
                 data
             }
-            Err(_) => {
+            Err(e) => {
                 self.summary
                     .unreadable
                     .push(dir.join("rom").display().to_string());
+                // A ROM a source capture never had is simply absent, not a failure.
+                if !matches!(e.problem, HostProblem::BadContent(_)) {
+                    self.summary
+                        .rom_errors
+                        .insert(address.to_string(), e.to_string());
+                }
                 Vec::new()
             }
         }

@@ -33,6 +33,8 @@ pub enum HostProblem {
     TooLarge(u64),
     /// The content is not what this kind of file holds.
     BadContent(String),
+    /// Reading it failed on the host a capture was made from (the reason then).
+    FailedWhenCaptured(String),
     Io(i32),
 }
 
@@ -70,6 +72,10 @@ impl fmt::Display for HostError {
             HostProblem::BadContent(what) => gettext_f(
                 "{path} holds unexpected content: {what}",
                 &[("path", &path), ("what", what)],
+            ),
+            HostProblem::FailedWhenCaptured(reason) => gettext_f(
+                "{path} could not be read on the captured host: {reason}",
+                &[("path", &path), ("reason", reason)],
             ),
             HostProblem::Io(errno) => gettext_f(
                 "Cannot access {path}: {reason}",

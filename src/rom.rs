@@ -9,7 +9,7 @@ use std::fmt;
 
 use serde::Serialize;
 
-use crate::host::{HostError, HostRoot};
+use crate::host::{HostError, HostProblem, HostRoot};
 use crate::i18n::{gettext, gettext_f};
 use crate::pci::{sysfs_device_path, PciAddress, PciClass};
 
@@ -258,6 +258,12 @@ pub fn read_device_rom(host: &HostRoot, address: &PciAddress) -> Result<Vec<u8>,
     if !host.is_live() {
         let data = host.read_bytes(&path, ROM_LIMIT)?;
         if data.is_empty() {
+            if let Some(reason) = captured_rom_error(host, address) {
+                return Err(HostError {
+                    path: host.display(&path),
+                    problem: HostProblem::FailedWhenCaptured(reason),
+                });
+            }
             return Err(HostError::bad_content(
                 host.display(&path),
                 gettext("the ROM was not captured (capture as root to include it)"),
@@ -271,6 +277,15 @@ pub fn read_device_rom(host: &HostRoot, address: &PciAddress) -> Result<Vec<u8>,
     let data = data?;
     disabled?;
     Ok(data)
+}
+
+/// Why reading this ROM failed on the host a capture came from, if it did.
+fn captured_rom_error(host: &HostRoot, address: &PciAddress) -> Option<String> {
+    let text = host
+        .read_string(format!("/{}", crate::capture::MANIFEST))
+        .ok()?;
+    let summary: crate::capture::CaptureSummary = serde_json::from_str(&text).ok()?;
+    summary.rom_errors.get(&address.to_string()).cloned()
 }
 
 #[cfg(test)]
