@@ -257,15 +257,6 @@ impl HostRoot {
         Ok(PathBuf::from(OsStr::from_bytes(target.as_bytes())))
     }
 
-    /// The last component of a link's target (`driver` → `e1000e`); `None` when absent.
-    pub fn link_name(&self, path: impl AsRef<Path>) -> Result<Option<String>, HostError> {
-        match self.read_link(path) {
-            Ok(target) => Ok(target.file_name().map(|n| n.to_string_lossy().into_owned())),
-            Err(e) if e.is_not_found() => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
     /// The entry names of a directory, sorted; `.` and `..` left out.
     pub fn read_dir(&self, path: impl AsRef<Path>) -> Result<Vec<String>, HostError> {
         let path = path.as_ref();
@@ -462,7 +453,6 @@ mod tests {
         assert_eq!(err.problem, HostProblem::SymlinkLoop);
         assert!(err.to_string().contains("loop"), "{err}");
         assert_eq!(root.read_attr("/missing").unwrap(), None);
-        assert_eq!(root.link_name("/missing").unwrap(), None);
     }
 
     #[test]

@@ -175,9 +175,6 @@ impl PciClass {
     pub fn sub(self) -> u8 {
         (self.0 >> 8) as u8
     }
-    pub fn prog_if(self) -> u8 {
-        self.0 as u8
-    }
     /// Display controllers (VGA, 3D, other): what users call a GPU.
     pub fn is_display(self) -> bool {
         self.base() == 0x03
@@ -185,16 +182,9 @@ impl PciClass {
     pub fn is_vga(self) -> bool {
         self.base() == 0x03 && self.sub() == 0x00
     }
-    /// Audio devices, such as a GPU's HDMI audio function.
-    pub fn is_audio(self) -> bool {
-        self.base() == 0x04 && (self.sub() == 0x03 || self.sub() == 0x01)
-    }
     /// PCI-to-PCI and semi-transparent bridges (not host or ISA bridges).
     pub fn is_pci_bridge(self) -> bool {
         self.base() == 0x06 && (self.sub() == 0x04 || self.sub() == 0x09)
-    }
-    pub fn is_storage(self) -> bool {
-        self.base() == 0x01
     }
     pub fn is_network(self) -> bool {
         self.base() == 0x02
