@@ -179,7 +179,7 @@ fn context(err: &clap::Error, kind: ContextKind) -> String {
 }
 
 /// A clap error in the user's language.
-fn usage_message(err: &clap::Error) -> String {
+pub(crate) fn usage_message(err: &clap::Error) -> String {
     let arg = context(err, ContextKind::InvalidArg);
     match err.kind() {
         ErrorKind::UnknownArgument => gettext_f("Unknown option {arg}", &[("arg", &arg)]),
@@ -667,10 +667,7 @@ fn rom_command(globals: &Globals, args: &ArgMatches) -> CliResult {
 
 /// A file named by the user on the command line (not a host path).
 fn read_user_file(path: &Path) -> Result<Vec<u8>, CliError> {
-    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
-    HostRoot::live()
-        .read_bytes(&absolute, rom::ROM_LIMIT)
-        .map_err(|e| CliError::new(Exit::BadInput, e.to_string()))
+    rom::read_rom_file(path).map_err(|e| CliError::new(Exit::BadInput, e.to_string()))
 }
 
 fn capture_command(globals: &Globals, args: &ArgMatches) -> CliResult {

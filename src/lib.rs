@@ -20,6 +20,7 @@ pub mod host;
 pub mod i18n;
 pub mod pci;
 pub mod rom;
+pub mod samples;
 pub mod topology;
 #[cfg(feature = "gui")]
 pub mod ui;

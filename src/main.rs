@@ -1,5 +1,5 @@
 //! `traspaso`: the GNOME app. Thin: translations first, then the Relm4 app.
-fn main() {
+fn main() -> std::process::ExitCode {
     traspaso::i18n::init();
-    traspaso::ui::run();
+    traspaso::ui::run()
 }

@@ -6,6 +6,7 @@
 //! it never scans for `55 AA` and never reads past the buffer.
 
 use std::fmt;
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -248,6 +249,12 @@ pub fn efi_machine_name(machine: u16) -> String {
         0x6264 => "LoongArch 64".to_owned(),
         other => format!("{other:#06x}"),
     }
+}
+
+/// A ROM file the user chose (not a host path): read whole, up to [`ROM_LIMIT`].
+pub fn read_rom_file(path: &Path) -> Result<Vec<u8>, HostError> {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    HostRoot::live().read_bytes(&absolute, ROM_LIMIT)
 }
 
 /// Read a function's ROM. On the live system this enables the ROM through

@@ -75,6 +75,18 @@ pub enum RomVerdict {
     },
 }
 
+impl RomVerdict {
+    /// The verdict on a parsed ROM; `shadow_copy` for the boot VGA device's.
+    pub fn of(rom: &rom::Rom, shadow_copy: bool) -> Self {
+        RomVerdict::Read {
+            has_legacy: rom.has_legacy(),
+            has_uefi: rom.has_uefi(),
+            images: rom.images.len(),
+            shadow_copy,
+        }
+    }
+}
+
 /// One PCI function.
 #[derive(Debug, Clone, Serialize)]
 pub struct PciDevice {
@@ -396,6 +408,24 @@ pub fn scan(host: &HostRoot, options: ScanOptions) -> Result<Topology, ScanError
     })
 }
 
+/// Every PCI function with the driver it is bound to, in sysfs order: a cheap
+/// reading (one directory listing and one link per function) that changes
+/// when a driver binds or unbinds or a device comes or goes, so a viewer can
+/// poll it and rescan only when it changes.
+pub fn bindings(host: &HostRoot) -> Result<Vec<(String, Option<String>)>, HostError> {
+    let mut entries = host.read_dir(PCI_DEVICES)?;
+    entries.sort();
+    let mut out = Vec::with_capacity(entries.len());
+    for name in entries {
+        // Through the host, so a captured root's links cannot lead outside it.
+        let driver = host
+            .open_dir(Path::new(PCI_DEVICES).join(&name))?
+            .link_name("driver")?;
+        out.push((name, driver));
+    }
+    Ok(out)
+}
+
 fn bad_number(dir: &HostDir, name: &str, value: &str) -> HostError {
     HostError::bad_content(
         dir.display(name),
@@ -626,12 +656,7 @@ fn parent_of(bus: &HostDir, name: &str) -> Result<Option<PciAddress>, HostError>
 fn rom_verdict(host: &HostRoot, device: &PciDevice) -> Option<RomVerdict> {
     match rom::read_device_rom(host, &device.address) {
         Ok(data) => Some(match rom::parse(&data) {
-            Ok(parsed) => RomVerdict::Read {
-                has_legacy: parsed.has_legacy(),
-                has_uefi: parsed.has_uefi(),
-                images: parsed.images.len(),
-                shadow_copy: device.boot_vga,
-            },
+            Ok(parsed) => RomVerdict::of(&parsed, device.boot_vga),
             Err(e) => RomVerdict::Unreadable {
                 reason: e.to_string(),
             },

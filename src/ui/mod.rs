@@ -1,93 +1,210 @@
 //! The GTK 4 + libadwaita app, built with Relm4. Components only: every host
 //! read runs off the main loop in a command and comes back as a message.
+//!
+//! - [`app`]: the window (tree, details, status pages, actions, settings)
+//! - [`tree`]: the device list over a `TreeListModel`
+//! - [`details`]: the details pane
+//! - [`model`]: what to show, computed without GTK
+//! - [`preferences`], [`settings`]: the preferences window and GSettings
 
+pub mod app;
+pub mod details;
+pub mod model;
+pub mod preferences;
+pub mod settings;
+pub mod tree;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Arg, ArgAction, Command};
 use relm4::adw::prelude::*;
-use relm4::prelude::*;
-use relm4::{adw, gtk};
+use relm4::gtk::glib;
+use relm4::{adw, gtk, RelmApp};
 
-use crate::host::HostRoot;
-use crate::i18n::{gettext, gettext_f, ngettext_f};
-use crate::topology::{ScanOptions, Topology};
+pub use app::{App, AppInit, Source};
 
-/// The main window.
-pub struct App {
-    summary: String,
+use crate::config;
+use crate::i18n::gettext;
+use crate::samples::{Sample, SAMPLES};
+
+fn command() -> Command {
+    let ids: Vec<&str> = SAMPLES.iter().map(|s| s.id).collect();
+    Command::new("traspaso")
+        .about(gettext(
+            "See which devices of this computer can be given to a virtual machine.",
+        ))
+        .version(config::VERSION)
+        .help_template(format!(
+            "{{about}}\n\n{}: {{usage}}\n\n{}:\n{{options}}\n",
+            gettext("Usage"),
+            gettext("Options")
+        ))
+        .override_usage(format!("traspaso [{}]", gettext("OPTIONS")))
+        .disable_help_flag(true)
+        .disable_version_flag(true)
+        .arg(
+            Arg::new("help")
+                .short('h')
+                .long("help")
+                .action(ArgAction::Help)
+                .help(gettext("Show this help")),
+        )
+        .arg(
+            Arg::new("version")
+                .short('V')
+                .long("version")
+                .action(ArgAction::Version)
+                .help(gettext("Show the version")),
+        )
+        .arg(
+            Arg::new("root")
+                .long("root")
+                .value_name(gettext("DIR"))
+                .value_parser(clap::value_parser!(PathBuf))
+                .conflicts_with("demo")
+                .help(gettext(
+                    "Show the host captured in DIR instead of this computer",
+                )),
+        )
+        .arg(
+            Arg::new("demo")
+                .long("demo")
+                .value_name(gettext("SAMPLE"))
+                .num_args(0..=1)
+                .default_missing_value(SAMPLES[0].id)
+                .value_parser(ids)
+                .help(gettext("Show a built-in sample machine")),
+        )
+        .arg(
+            Arg::new("pci-ids")
+                .long("pci-ids")
+                .value_name(gettext("FILE"))
+                .value_parser(clap::value_parser!(PathBuf))
+                .help(gettext("Take device names from this pci.ids file")),
+        )
 }
 
-#[derive(Debug)]
-pub enum AppMsg {}
-
-#[derive(Debug)]
-pub enum AppCmd {
-    Loaded(Result<(usize, usize, bool), String>),
-}
-
-#[relm4::component(pub)]
-impl Component for App {
-    type Init = ();
-    type Input = AppMsg;
-    type Output = ();
-    type CommandOutput = AppCmd;
-
-    view! {
-        adw::ApplicationWindow {
-            set_title: Some(&gettext("Traspaso")),
-            set_default_size: (900, 640),
-
-            gtk::Box {
-                set_orientation: gtk::Orientation::Vertical,
-
-                adw::HeaderBar {},
-
-                adw::StatusPage {
-                    set_vexpand: true,
-                    set_icon_name: Some("video-display-symbolic"),
-                    set_title: &gettext("Traspaso"),
-                    #[watch]
-                    set_description: Some(&model.summary),
-                },
+/// Parse the command line into how the window starts.
+pub fn parse_args<I: IntoIterator<Item = OsString>>(args: I) -> Result<AppInit, ExitCode> {
+    let matches = match command().try_get_matches_from(args) {
+        Ok(m) => m,
+        Err(err) => {
+            use clap::error::ErrorKind;
+            if matches!(
+                err.kind(),
+                ErrorKind::DisplayHelp | ErrorKind::DisplayVersion
+            ) {
+                let _ = err.print();
+                return Err(ExitCode::SUCCESS);
             }
+            eprintln!("traspaso: {}", crate::ctl::usage_message(&err));
+            eprintln!("{}", gettext("Try “traspaso --help” for more information."));
+            return Err(ExitCode::from(2));
         }
-    }
+    };
+    let source = if let Some(dir) = matches.get_one::<PathBuf>("root") {
+        Source::Captured(dir.clone())
+    } else if let Some(id) = matches.get_one::<String>("demo") {
+        Source::Sample(Sample::find(id).map(|s| s.id).unwrap_or(SAMPLES[0].id))
+    } else {
+        Source::Live
+    };
+    Ok(AppInit {
+        source,
+        pci_ids: matches.get_one::<PathBuf>("pci-ids").cloned(),
+    })
+}
 
-    fn init(_: (), root: Self::Root, sender: ComponentSender<Self>) -> ComponentParts<Self> {
-        let model = App {
-            summary: gettext("Reading this computer's devices…"),
-        };
-        let widgets = view_output!();
-        sender.oneshot_command(async {
-            let result = HostRoot::open("/")
-                .map_err(|e| e.to_string())
-                .and_then(|host| {
-                    Topology::load(&host, None, ScanOptions::default()).map_err(|e| e.to_string())
-                })
-                .map(|t| (t.groups.len(), t.devices.len(), t.iommu_enabled));
-            AppCmd::Loaded(result)
-        });
-        ComponentParts { model, widgets }
-    }
+/// Start the app with the process's arguments.
+pub fn run() -> ExitCode {
+    let init = match parse_args(std::env::args_os()) {
+        Ok(init) => init,
+        Err(code) => return code,
+    };
+    glib::set_application_name(&gettext("Traspaso"));
+    let app = RelmApp::new(config::APP_ID).with_args(Vec::new());
+    app.run::<App>(init);
+    ExitCode::SUCCESS
+}
 
-    fn update_cmd(&mut self, msg: AppCmd, _: ComponentSender<Self>, _: &Self::Root) {
-        let AppCmd::Loaded(result) = msg;
-        self.summary = match result {
-            Ok((_, devices, false)) => gettext_f(
-                "The IOMMU is off: {devices} found, but none can be given to a virtual machine yet.",
-                &[("devices", &ngettext_f("{n} device", "{n} devices", devices as u32, &[]))],
-            ),
-            Ok((groups, devices, true)) => gettext_f(
-                "{devices} in {groups}.",
-                &[
-                    ("devices", &ngettext_f("{n} device", "{n} devices", devices as u32, &[])),
-                    ("groups", &ngettext_f("{n} IOMMU group", "{n} IOMMU groups", groups as u32, &[])),
-                ],
-            ),
-            Err(e) => e,
-        };
+/// Attach the keyboard shortcuts window (Ctrl+?) to the main window.
+pub fn set_help_overlay(window: &adw::ApplicationWindow) {
+    let builder = gtk::Builder::new();
+    builder.set_translation_domain(Some(config::GETTEXT_PACKAGE));
+    if builder
+        .add_from_string(include_str!("../../data/resources/shortcuts.ui"))
+        .is_ok()
+    {
+        let overlay = builder.object::<gtk::ShortcutsWindow>("help_overlay");
+        window.set_help_overlay(overlay.as_ref());
     }
 }
 
-/// Start the app.
-pub fn run() {
-    let app = RelmApp::new(crate::config::APP_ID).with_args(Vec::new());
-    app.run::<App>(());
+/// The About window.
+pub fn show_about(parent: &adw::ApplicationWindow) {
+    let about = adw::AboutWindow::builder()
+        .transient_for(parent)
+        .modal(true)
+        .application_name(gettext("Traspaso"))
+        .application_icon(config::APP_ID)
+        .version(config::VERSION)
+        .developer_name(gettext("The Traspaso developers"))
+        .website("https://github.com/traspaso/traspaso")
+        .issue_url("https://github.com/traspaso/traspaso/issues")
+        .license_type(gtk::License::Gpl30)
+        .comments(gettext("Turn a Linux PC into a virtual workstation: see which devices can be given to a virtual machine, and give a GPU to one."))
+        // Translators: your names, one per line, as they should appear in the About window.
+        .translator_credits(gettext("translator-credits"))
+        .build();
+    about.present();
+}
+
+/// For the first-frame benchmark (`benches/first-frame.sh`): with
+/// `TRASPASO_EXIT_AFTER_FIRST_FRAME` set, quit once the first frame that shows
+/// the loaded topology has been painted.
+pub fn first_frame_probe(window: &adw::ApplicationWindow) {
+    if std::env::var_os("TRASPASO_EXIT_AFTER_FIRST_FRAME").is_none() {
+        return;
+    }
+    let Some(clock) = window.frame_clock() else {
+        return;
+    };
+    let done = std::cell::Cell::new(false);
+    clock.connect_after_paint(move |_| {
+        if !done.replace(true) {
+            println!("first-frame");
+            relm4::main_application().quit();
+        }
+    });
+    window.queue_draw();
+}
+
+/// Give a widget an accessible label (what a screen reader says for it).
+/// gtk-rs binds GtkAccessible only from GTK 4.10, but the C function exists
+/// since 4.0, so it is declared here.
+pub fn set_accessible_label(widget: &impl IsA<gtk::Widget>, label: &str) {
+    use glib::translate::ToGlibPtr;
+    extern "C" {
+        fn gtk_accessible_update_property_value(
+            accessible: *mut gtk::ffi::GtkWidget,
+            n_properties: std::ffi::c_int,
+            properties: *mut std::ffi::c_int,
+            values: *const glib::gobject_ffi::GValue,
+        );
+    }
+    // GTK_ACCESSIBLE_PROPERTY_LABEL in GtkAccessibleProperty.
+    let mut property: std::ffi::c_int = 4;
+    let value = glib::Value::from(label);
+    // SAFETY: every GtkWidget is a GtkAccessible; one property and one GValue
+    // holding a string, as the C API expects; GTK copies the value.
+    unsafe {
+        gtk_accessible_update_property_value(
+            widget.as_ref().to_glib_none().0,
+            1,
+            &mut property,
+            value.to_glib_none().0,
+        );
+    }
 }

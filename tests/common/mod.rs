@@ -10,10 +10,19 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
 }
 
-/// Write the named description from tests/fixtures/hosts into a new temporary root.
+/// Write the named description from tests/fixtures/hosts (or the app's
+/// sample machines in data/samples) into a new temporary root.
 pub fn host(name: &str) -> tempfile::TempDir {
-    let text = std::fs::read_to_string(fixtures().join("hosts").join(format!("{name}.host")))
-        .expect("fixture description");
+    let file = format!("{name}.host");
+    let fixture = fixtures().join("hosts").join(&file);
+    let path = if fixture.exists() {
+        fixture
+    } else {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("data/samples")
+            .join(&file)
+    };
+    let text = std::fs::read_to_string(path).expect("fixture description");
     let spec = HostSpec::parse(&text).expect("valid description");
     write(&spec)
 }

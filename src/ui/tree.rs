@@ -1,0 +1,368 @@
+//! The device tree: a `gtk::ListView` over a `gtk::TreeListModel`, in either
+//! arrangement (IOMMU groups or PCI bus). The shape comes from
+//! [`super::model::TreeShape`]; this file only builds rows.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use relm4::gtk::prelude::*;
+use relm4::gtk::{gdk, gio, glib};
+use relm4::{gtk, RelmWidgetExt};
+
+use super::model::{self, Filter, NodeKind, TreeShape, ViewMode};
+use crate::i18n::gettext;
+use crate::pci::PciAddress;
+use crate::topology::{Severity, Topology};
+
+/// What is selected, stable across rescans (device indices are not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Selection {
+    Group(u32),
+    Device(PciAddress),
+}
+
+/// Everything a row needs to render itself.
+pub struct TreeContext {
+    pub topology: Arc<Topology>,
+    pub shape: TreeShape,
+    pub mode: ViewMode,
+}
+
+/// The item behind every row: the shared context and which node this is.
+#[derive(Clone)]
+pub struct Node {
+    pub context: Rc<TreeContext>,
+    pub kind: NodeKind,
+}
+
+impl Node {
+    /// What this node stands for, independent of indices.
+    pub fn selection(&self) -> Selection {
+        match self.kind {
+            NodeKind::Group(g) => Selection::Group(g),
+            NodeKind::Device(i) => Selection::Device(self.context.topology.devices[i].address),
+        }
+    }
+
+    /// The row's title and subtitle, as shown.
+    pub fn texts(&self) -> (String, String) {
+        let t = &self.context.topology;
+        match self.kind {
+            NodeKind::Group(g) => match t.group(g) {
+                Some(group) => (model::group_title(group), model::group_verdict(t, group)),
+                None => (String::new(), String::new()),
+            },
+            NodeKind::Device(i) => {
+                let d = &t.devices[i];
+                (model::device_title(d), model::device_subtitle(d))
+            }
+        }
+    }
+}
+
+fn store(context: &Rc<TreeContext>, kinds: Vec<NodeKind>) -> gio::ListStore {
+    let store = gio::ListStore::new::<glib::BoxedAnyObject>();
+    let items: Vec<glib::BoxedAnyObject> = kinds
+        .into_iter()
+        .map(|kind| {
+            glib::BoxedAnyObject::new(Node {
+                context: context.clone(),
+                kind,
+            })
+        })
+        .collect();
+    store.extend_from_slice(&items);
+    store
+}
+
+/// The node of a row of the list, if any.
+pub fn node_of(row: &glib::Object) -> Option<Node> {
+    let row = row.downcast_ref::<gtk::TreeListRow>()?;
+    let item = row.item()?.downcast::<glib::BoxedAnyObject>().ok()?;
+    let node = item.borrow::<Node>().clone();
+    Some(node)
+}
+
+/// The list widget with its models.
+pub struct DeviceList {
+    pub view: gtk::ListView,
+    pub selection: gtk::SingleSelection,
+    on_select: Rc<dyn Fn(Option<Selection>, bool)>,
+    quiet: Rc<RefCell<bool>>,
+}
+
+impl DeviceList {
+    /// A list that calls `on_select` whenever the selected row changes, with
+    /// `true` when the user changed it (not a rebuild).
+    pub fn new(on_select: impl Fn(Option<Selection>, bool) + 'static) -> Self {
+        let selection = gtk::SingleSelection::new(None::<gio::ListModel>);
+        selection.set_autoselect(false);
+        selection.set_can_unselect(true);
+
+        let factory = gtk::SignalListItemFactory::new();
+        factory.connect_setup(|_, item| {
+            let item = item.downcast_ref::<gtk::ListItem>().expect("a list item");
+            item.set_child(Some(&row_widget()));
+        });
+        factory.connect_bind(|_, item| {
+            let item = item.downcast_ref::<gtk::ListItem>().expect("a list item");
+            bind_row(item);
+        });
+
+        let view = gtk::ListView::new(Some(selection.clone()), Some(factory));
+        view.set_widget_name("device-list");
+        view.add_css_class("navigation-sidebar");
+        view.set_vexpand(true);
+        super::set_accessible_label(&view, &gettext("Devices"));
+
+        let on_select: Rc<dyn Fn(Option<Selection>, bool)> = Rc::new(on_select);
+        let quiet = Rc::new(RefCell::new(false));
+        {
+            let on_select = on_select.clone();
+            let quiet = quiet.clone();
+            selection.connect_selected_item_notify(move |sel| {
+                if *quiet.borrow() {
+                    return;
+                }
+                let node = sel.selected_item().and_then(|o| node_of(&o));
+                on_select(node.map(|n| n.selection()), true);
+            });
+        }
+
+        // Right/plus opens a row, Left/minus closes it or goes to its parent:
+        // the expander is not focusable, the row is.
+        let keys = gtk::EventControllerKey::new();
+        {
+            let selection = selection.clone();
+            let view = view.clone();
+            keys.connect_key_pressed(move |_, key, _, _| {
+                let Some(row) = selection
+                    .selected_item()
+                    .and_then(|o| o.downcast::<gtk::TreeListRow>().ok())
+                else {
+                    return glib::Propagation::Proceed;
+                };
+                match key {
+                    gdk::Key::Right | gdk::Key::plus | gdk::Key::KP_Add if row.is_expandable() => {
+                        row.set_expanded(true);
+                        glib::Propagation::Stop
+                    }
+                    gdk::Key::Left | gdk::Key::minus | gdk::Key::KP_Subtract => {
+                        if row.is_expanded() {
+                            row.set_expanded(false);
+                        } else if let Some(parent) = row.parent() {
+                            let position = parent.position();
+                            selection.set_selected(position);
+                            let _ = view.activate_action(
+                                "list.scroll-to-item",
+                                Some(&position.to_variant()),
+                            );
+                        }
+                        glib::Propagation::Stop
+                    }
+                    _ => glib::Propagation::Proceed,
+                }
+            });
+        }
+        view.add_controller(keys);
+
+        DeviceList {
+            view,
+            selection,
+            on_select,
+            quiet,
+        }
+    }
+
+    /// Show a topology in a view mode through a filter, keeping the selection
+    /// when it still shows. Returns the number of rows.
+    pub fn show(&self, topology: Arc<Topology>, mode: ViewMode, filter: &Filter) -> u32 {
+        let previous = self
+            .selection
+            .selected_item()
+            .and_then(|o| node_of(&o))
+            .map(|n| n.selection());
+        let shape = TreeShape::new(&topology, filter);
+        let context = Rc::new(TreeContext {
+            topology,
+            shape,
+            mode,
+        });
+        let roots = store(&context, context.shape.roots(mode));
+        // Groups are small: open them all. The bus tree opens fully only when
+        // searching, so a match is never hidden in a closed branch.
+        let autoexpand = mode == ViewMode::Groups || !filter.is_empty();
+        let tree = gtk::TreeListModel::new(roots, false, autoexpand, move |item| {
+            let item = item.downcast_ref::<glib::BoxedAnyObject>()?;
+            let node = item.borrow::<Node>();
+            let children = node.context.shape.children(node.context.mode, node.kind);
+            if children.is_empty() {
+                None
+            } else {
+                Some(store(&node.context, children).upcast())
+            }
+        });
+
+        *self.quiet.borrow_mut() = true;
+        self.selection.set_model(Some(&tree));
+        let mut position = gtk::INVALID_LIST_POSITION;
+        if let Some(previous) = previous {
+            for i in 0..tree.n_items() {
+                let found = tree
+                    .item(i)
+                    .and_then(|o| node_of(&o))
+                    .is_some_and(|n| n.selection() == previous);
+                if found {
+                    position = i;
+                    break;
+                }
+            }
+        }
+        self.selection.set_selected(position);
+        *self.quiet.borrow_mut() = false;
+        let now = self
+            .selection
+            .selected_item()
+            .and_then(|o| node_of(&o))
+            .map(|n| n.selection());
+        (self.on_select)(now, false);
+        if position != gtk::INVALID_LIST_POSITION {
+            let _ = self
+                .view
+                .activate_action("list.scroll-to-item", Some(&position.to_variant()));
+        }
+        tree.n_items()
+    }
+
+    /// Select the row of this node if it shows; returns whether it did.
+    pub fn select(&self, wanted: Selection) -> bool {
+        let Some(model) = self.selection.model() else {
+            return false;
+        };
+        for i in 0..model.n_items() {
+            if model
+                .item(i)
+                .and_then(|o| node_of(&o))
+                .is_some_and(|n| n.selection() == wanted)
+            {
+                self.selection.set_selected(i);
+                let _ = self
+                    .view
+                    .activate_action("list.scroll-to-item", Some(&i.to_variant()));
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Every row's node, top to bottom (for tests and screen readers' sake).
+    pub fn nodes(&self) -> Vec<Node> {
+        let Some(model) = self.selection.model() else {
+            return Vec::new();
+        };
+        (0..model.n_items())
+            .filter_map(|i| model.item(i).and_then(|o| node_of(&o)))
+            .collect()
+    }
+}
+
+fn row_widget() -> gtk::TreeExpander {
+    let icon = gtk::Image::new();
+    // A small natural width, so long names ellipsize instead of widening the sidebar.
+    let title = gtk::Label::builder()
+        .xalign(0.0)
+        .ellipsize(gtk::pango::EllipsizeMode::End)
+        .max_width_chars(24)
+        .css_classes(["heading"])
+        .build();
+    let subtitle = gtk::Label::builder()
+        .xalign(0.0)
+        .ellipsize(gtk::pango::EllipsizeMode::End)
+        .max_width_chars(24)
+        .css_classes(["caption", "dim-label"])
+        .build();
+    let labels = gtk::Box::new(gtk::Orientation::Vertical, 2);
+    labels.set_hexpand(true);
+    labels.append(&title);
+    labels.append(&subtitle);
+    let badges = gtk::Box::new(gtk::Orientation::Horizontal, 4);
+    badges.set_valign(gtk::Align::Center);
+    let row = gtk::Box::new(gtk::Orientation::Horizontal, 10);
+    row.set_margin_all(4);
+    row.append(&icon);
+    row.append(&labels);
+    row.append(&badges);
+    let expander = gtk::TreeExpander::new();
+    expander.set_child(Some(&row));
+    expander
+}
+
+fn bind_row(item: &gtk::ListItem) {
+    let Some(expander) = item.child().and_downcast::<gtk::TreeExpander>() else {
+        return;
+    };
+    let Some(list_row) = item.item().and_downcast::<gtk::TreeListRow>() else {
+        return;
+    };
+    expander.set_list_row(Some(&list_row));
+    let Some(node) = node_of(list_row.upcast_ref()) else {
+        return;
+    };
+    let Some(row) = expander.child().and_downcast::<gtk::Box>() else {
+        return;
+    };
+    let icon = row.first_child().and_downcast::<gtk::Image>();
+    let labels = icon.as_ref().and_then(|w| w.next_sibling());
+    let badges = labels
+        .as_ref()
+        .and_then(|w| w.next_sibling())
+        .and_downcast::<gtk::Box>();
+    let title = labels
+        .as_ref()
+        .and_then(|w| w.first_child())
+        .and_downcast::<gtk::Label>();
+    let subtitle = title
+        .as_ref()
+        .and_then(|w| w.next_sibling())
+        .and_downcast::<gtk::Label>();
+    let (Some(icon), Some(badges), Some(title), Some(subtitle)) = (icon, badges, title, subtitle)
+    else {
+        return;
+    };
+
+    let (title_text, subtitle_text) = node.texts();
+    title.set_text(&title_text);
+    subtitle.set_text(&subtitle_text);
+    subtitle.set_tooltip_text(Some(&subtitle_text));
+    while let Some(child) = badges.first_child() {
+        badges.remove(&child);
+    }
+    let topology = &node.context.topology;
+    match node.kind {
+        NodeKind::Group(g) => {
+            let shared = topology.group(g).is_some_and(|g| g.shared);
+            icon.set_icon_name(Some(if shared {
+                "dialog-warning-symbolic"
+            } else {
+                "emblem-ok-symbolic"
+            }));
+            icon.set_css_classes(if shared { &["warning"] } else { &["success"] });
+        }
+        NodeKind::Device(i) => {
+            let device = &topology.devices[i];
+            icon.set_icon_name(Some(model::class_icon(device)));
+            icon.set_css_classes(&[]);
+            for badge in model::badges(topology, &device.address) {
+                let label = gtk::Label::new(Some(&badge.label));
+                label.add_css_class("badge");
+                label.add_css_class(match badge.severity {
+                    Severity::Error => "error",
+                    Severity::Warning => "warning",
+                    Severity::Info => "accent",
+                });
+                badges.append(&label);
+            }
+        }
+    }
+}

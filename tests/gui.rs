@@ -1,0 +1,647 @@
+//! GUI tests: the real window under Xvfb, driven through its widgets, models
+//! and actions. `harness = false`: GTK lives on the main thread.
+//!
+//! Without a display the binary runs itself again under
+//! `xvfb-run … dbus-run-session`, and once more with `LANGUAGE=es` for the
+//! Spanish checks. `TRASPASO_SCREENSHOTS=DIR` also saves the screenshots used
+//! by the README (see build-aux/screenshots.sh).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::{Duration, Instant};
+
+use relm4::adw::prelude::*;
+use relm4::gtk::{gio, glib};
+use relm4::prelude::*;
+use relm4::{adw, gtk};
+
+use traspaso::fixture::HostSpec;
+use traspaso::ui::app::find_widget;
+use traspaso::ui::tree::{node_of, Node, Selection};
+use traspaso::ui::{App, AppInit, Source};
+
+const SCENARIO: &str = "TRASPASO_GUI_SCENARIO";
+
+fn main() -> ExitCode {
+    // `cargo test -- --list` and filters: one test, named "gui".
+    let args: Vec<String> = std::env::args().collect();
+    if args.iter().any(|a| a == "--list") {
+        println!("gui: test");
+        return ExitCode::SUCCESS;
+    }
+    match std::env::var(SCENARIO).ok().as_deref() {
+        None => run_all(),
+        Some(scenario) => {
+            run_scenario(scenario);
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// Run each scenario in its own process (a fresh GTK, language and settings),
+/// under Xvfb when there is no display.
+fn run_all() -> ExitCode {
+    let schemas = tempfile::tempdir().expect("temporary directory");
+    let status = Command::new("glib-compile-schemas")
+        .arg(format!("--targetdir={}", schemas.path().display()))
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("data"))
+        .status()
+        .expect("glib-compile-schemas (libglib2.0-bin) is needed");
+    assert!(status.success());
+
+    let me = std::env::current_exe().expect("own path");
+    let scenarios: [(&str, &[(&str, &str)]); 6] = [
+        ("desktop", &[]),
+        ("iommu-off", &[]),
+        ("errors", &[]),
+        ("samples", &[]),
+        ("spanish", &[("LANGUAGE", "es")]),
+        (
+            "settings",
+            &[
+                ("GSETTINGS_BACKEND", "memory"),
+                ("GSETTINGS_SCHEMA_DIR", "SCHEMAS"),
+            ],
+        ),
+    ];
+    let headless = std::env::var_os("DISPLAY").is_none();
+    let mut failed = Vec::new();
+    for (name, env) in scenarios {
+        let mut cmd = if headless {
+            let mut c = Command::new("xvfb-run");
+            c.args([
+                "-a",
+                "-s",
+                "-screen 0 1280x800x24",
+                "dbus-run-session",
+                "--",
+            ]);
+            c.arg(&me);
+            c
+        } else {
+            Command::new(&me)
+        };
+        cmd.env(SCENARIO, name)
+            .env("GSK_RENDERER", "cairo")
+            .env("LANG", "C.UTF-8")
+            .env("LANGUAGE", "en")
+            .env("NO_AT_BRIDGE", "1")
+            .env("TRASPASO_QUIET", "1")
+            .env_remove("GSETTINGS_SCHEMA_DIR");
+        for (k, v) in env {
+            let v = if *v == "SCHEMAS" {
+                schemas.path().to_str().unwrap()
+            } else {
+                v
+            };
+            cmd.env(k, v);
+        }
+        let started = Instant::now();
+        let output = cmd.output().unwrap_or_else(|e| {
+            panic!("cannot run the GUI scenario {name} (xvfb-run and dbus-run-session are needed): {e}")
+        });
+        let status = output.status;
+        print!("{}", String::from_utf8_lossy(&output.stdout));
+        if !status.success() {
+            // The session bus and Xvfb are chatty: their lines only matter on failure.
+            eprint!("{}", String::from_utf8_lossy(&output.stderr));
+        }
+        println!(
+            "scenario {name}: {} in {:.1} s",
+            if status.success() { "ok" } else { "FAILED" },
+            started.elapsed().as_secs_f64()
+        );
+        if !status.success() {
+            failed.push(name);
+        }
+    }
+    if failed.is_empty() {
+        println!("test result: ok. GUI scenarios passed");
+        ExitCode::SUCCESS
+    } else {
+        println!("GUI scenarios failed: {failed:?}");
+        ExitCode::FAILURE
+    }
+}
+
+fn run_scenario(name: &str) {
+    traspaso::i18n::init();
+    gtk::init().expect("GTK needs a display");
+    adw::init().expect("libadwaita");
+    if let Some(settings) = gtk::Settings::default() {
+        settings.set_gtk_enable_animations(false);
+    }
+    match name {
+        "desktop" => desktop(),
+        "iommu-off" => iommu_off(),
+        "errors" => errors(),
+        "samples" => samples(),
+        "spanish" => spanish(),
+        "settings" => settings(),
+        other => panic!("unknown scenario {other}"),
+    }
+}
+
+// ---------------------------------------------------------------- helpers
+
+struct Window {
+    controller: Controller<App>,
+}
+
+impl Window {
+    fn open(source: Source) -> Self {
+        let controller = App::builder()
+            .launch(AppInit {
+                source,
+                pci_ids: pci_ids(),
+            })
+            .detach();
+        controller.widget().present();
+        Window { controller }
+    }
+
+    fn root(&self) -> gtk::Widget {
+        self.controller.widget().clone().upcast()
+    }
+
+    fn window(&self) -> adw::ApplicationWindow {
+        self.controller.widget().clone()
+    }
+
+    fn page(&self) -> String {
+        let pages = self
+            .window()
+            .content()
+            .and_downcast::<adw::ToastOverlay>()
+            .and_then(|o| o.child())
+            .and_downcast::<gtk::Stack>()
+            .expect("the page stack");
+        pages
+            .visible_child_name()
+            .map(Into::into)
+            .unwrap_or_default()
+    }
+
+    fn wait_page(&self, page: &str) {
+        let ok = pump_until(Duration::from_secs(20), || self.page() == page);
+        assert!(ok, "expected page {page}, got {}", self.page());
+    }
+
+    fn list(&self) -> gtk::ListView {
+        find_widget(&self.root(), &|w| w.widget_name() == "device-list")
+            .and_downcast()
+            .expect("the device list")
+    }
+
+    fn selection(&self) -> gtk::SingleSelection {
+        self.list()
+            .model()
+            .and_downcast()
+            .expect("a single selection")
+    }
+
+    fn nodes(&self) -> Vec<Node> {
+        let model = self.selection();
+        (0..model.n_items())
+            .filter_map(|i| model.item(i).and_then(|o| node_of(&o)))
+            .collect()
+    }
+
+    fn row_texts(&self) -> Vec<(String, String)> {
+        self.nodes().iter().map(Node::texts).collect()
+    }
+
+    fn select(&self, wanted: Selection) {
+        let position = self
+            .nodes()
+            .iter()
+            .position(|n| n.selection() == wanted)
+            .unwrap_or_else(|| panic!("no row for {wanted:?}"));
+        self.selection().set_selected(position as u32);
+        pump(Duration::from_millis(100));
+    }
+
+    fn details_text(&self) -> String {
+        let details =
+            find_widget(&self.root(), &|w| w.widget_name() == "details").expect("the details pane");
+        let mut texts = Vec::new();
+        collect_labels(&details, &mut texts);
+        texts.join("\n")
+    }
+
+    fn action(&self, name: &str, target: Option<glib::Variant>) {
+        let window = self.window();
+        let action = window
+            .lookup_action(name)
+            .unwrap_or_else(|| panic!("no action win.{name}"));
+        match (target, action.state()) {
+            (Some(t), Some(_)) => action.change_state(&t),
+            (None, Some(state)) => {
+                let on = state.get::<bool>().unwrap_or(false);
+                action.change_state(&(!on).to_variant());
+            }
+            (t, None) => action.activate(t.as_ref()),
+        }
+        pump(Duration::from_millis(100));
+    }
+
+    fn search(&self, text: &str) {
+        let entry: gtk::SearchEntry =
+            find_widget(&self.root(), &|w| w.widget_name() == "search-entry")
+                .and_downcast()
+                .expect("the search entry");
+        entry.set_text(text);
+        // The entry waits a moment before it reports a change.
+        pump(Duration::from_millis(400));
+    }
+
+    fn screenshot(&self, name: &str) {
+        let Some(dir) = std::env::var_os("TRASPASO_SCREENSHOTS") else {
+            return;
+        };
+        pump(Duration::from_millis(300));
+        let window = self.window();
+        let (w, h) = (window.width(), window.height());
+        let paintable = gtk::WidgetPaintable::new(Some(&window));
+        let snapshot = gtk::Snapshot::new();
+        paintable.snapshot(&snapshot, w as f64, h as f64);
+        let node = snapshot.to_node().expect("something was drawn");
+        let renderer = window
+            .native()
+            .and_then(|n| n.renderer())
+            .expect("a renderer");
+        let texture = renderer.render_texture(
+            &node,
+            Some(&gtk::graphene::Rect::new(0.0, 0.0, w as f32, h as f32)),
+        );
+        let path = PathBuf::from(dir).join(format!("{name}.png"));
+        texture.save_to_png(&path).expect("save the screenshot");
+        println!("saved {}", path.display());
+    }
+
+    fn close(self) {
+        // Destroy the window before the controller goes (TESTBED.md).
+        self.controller.widget().destroy();
+        pump(Duration::from_millis(50));
+        drop(self.controller);
+    }
+}
+
+fn collect_labels(widget: &gtk::Widget, out: &mut Vec<String>) {
+    if let Some(label) = widget.downcast_ref::<gtk::Label>() {
+        if label.is_child_visible() {
+            out.push(label.label().into());
+        }
+    }
+    let mut child = widget.first_child();
+    while let Some(c) = child {
+        if c.is_visible() {
+            collect_labels(&c, out);
+        }
+        child = c.next_sibling();
+    }
+}
+
+fn pump(duration: Duration) {
+    pump_until(duration, || false);
+}
+
+/// Run the main loop until `done` or the time is up; returns `done()`.
+fn pump_until(timeout: Duration, done: impl Fn() -> bool) -> bool {
+    let context = glib::MainContext::default();
+    let start = Instant::now();
+    loop {
+        while context.iteration(false) {}
+        if done() {
+            return true;
+        }
+        if start.elapsed() > timeout {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+fn pci_ids() -> Option<PathBuf> {
+    ["/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+}
+
+fn write_host(name: &str) -> tempfile::TempDir {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let fixture = root
+        .join("tests/fixtures/hosts")
+        .join(format!("{name}.host"));
+    let path = if fixture.exists() {
+        fixture
+    } else {
+        root.join("data/samples").join(format!("{name}.host"))
+    };
+    let spec = HostSpec::parse(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    spec.write(dir.path()).unwrap();
+    dir
+}
+
+fn device(a: &str) -> Selection {
+    Selection::Device(a.parse().unwrap())
+}
+
+// -------------------------------------------------------------- scenarios
+
+fn desktop() {
+    let host = write_host("ivy-bridge-desktop");
+    let w = Window::open(Source::Captured(host.path().to_owned()));
+    w.wait_page("browse");
+
+    // The groups view: ten groups, each followed by its functions.
+    let rows = w.row_texts();
+    let groups: Vec<&String> = rows
+        .iter()
+        .map(|(t, _)| t)
+        .filter(|t| t.starts_with("Group "))
+        .collect();
+    assert_eq!(groups.len(), 10, "{rows:#?}");
+    assert_eq!(rows.len(), 10 + 17, "{rows:#?}");
+    let (_, shared) = rows.iter().find(|(t, _)| t == "Group 7").expect("group 7");
+    assert!(
+        shared.starts_with("Shared by") && shared.contains("03:00.0") && shared.contains("04:00.0"),
+        "{shared}"
+    );
+    let (_, gpu_group) = rows.iter().find(|(t, _)| t == "Group 1").unwrap();
+    assert!(gpu_group.starts_with("Isolated"), "{gpu_group}");
+
+    // The rows on screen were bound by the factory.
+    pump(Duration::from_millis(200));
+    let mut shown = Vec::new();
+    collect_labels(w.list().upcast_ref(), &mut shown);
+    assert!(shown.iter().any(|t| t == "Group 0"), "{shown:?}");
+    assert!(
+        shown.iter().any(|t| t == "Boot GPU"),
+        "the integrated GPU's badge shows: {shown:?}"
+    );
+
+    // Selecting the GTX 950 fills the details.
+    w.select(device("01:00.0"));
+    let details = w.details_text();
+    for expected in [
+        "0000:01:00.0",
+        "nouveau",
+        "Giving It to a Virtual Machine",
+        "0000:01:00.1",
+        "snd_hda_intel",
+        "1 bridge in the group stays with the host.",
+        "Option ROM",
+        "Attributes",
+        "Nothing to watch out for",
+    ] {
+        assert!(details.contains(expected), "{expected:?} in:\n{details}");
+    }
+    w.screenshot("main-window");
+
+    // The integrated GPU explains its findings in sentences.
+    w.select(device("00:02.0"));
+    let details = w.details_text();
+    assert!(details.contains("Boot GPU"), "{details}");
+    assert!(details.contains("Integrated graphics"), "{details}");
+
+    // A shared group shows its verdict, its devices and the finding.
+    w.select(Selection::Group(7));
+    let details = w.details_text();
+    assert!(details.contains("Devices in This Group"), "{details}");
+    assert!(details.contains("0000:03:00.0") && details.contains("0000:04:00.0"));
+    assert!(details.contains("Shared group"), "{details}");
+    w.screenshot("shared-group");
+
+    // Search by id: the group and its two DeckLinks.
+    w.search("bdbd:a11b");
+    let rows = w.row_texts();
+    assert_eq!(rows.len(), 3, "{rows:#?}");
+    assert_eq!(rows[0].0, "Group 7");
+    // The selection survives the filter.
+    assert_eq!(
+        w.selection()
+            .selected_item()
+            .and_then(|o| node_of(&o))
+            .map(|n| n.selection()),
+        Some(Selection::Group(7))
+    );
+    w.search("no such device");
+    assert_eq!(w.nodes().len(), 0);
+    w.search("");
+    assert_eq!(w.nodes().len(), 27);
+
+    // Graphics only: the two GPUs in their groups.
+    w.action("graphics-only", None);
+    let rows = w.row_texts();
+    assert_eq!(rows.len(), 4, "{rows:#?}");
+    assert_eq!(
+        rows.iter().map(|r| r.0.as_str()).collect::<Vec<_>>()[..][0],
+        "Group 1"
+    );
+    w.action("graphics-only", None);
+    assert_eq!(w.nodes().len(), 27);
+
+    // The PCI bus view: bridges at the root, endpoints below them.
+    w.action("view-mode", Some("bus".to_variant()));
+    let roots: Vec<Selection> = w.nodes().iter().map(Node::selection).collect();
+    assert!(roots.contains(&device("00:01.0")));
+    assert!(
+        !roots.contains(&device("01:00.0")),
+        "closed bridges hide their endpoints"
+    );
+    let position = roots.iter().position(|s| *s == device("00:01.0")).unwrap();
+    let row = w
+        .selection()
+        .item(position as u32)
+        .and_downcast::<gtk::TreeListRow>()
+        .unwrap();
+    row.set_expanded(true);
+    let below: Vec<Selection> = w.nodes().iter().map(Node::selection).collect();
+    assert_eq!(below[position + 1], device("01:00.0"));
+    // A search opens the branches that lead to a match.
+    w.search("nouveau");
+    let found: Vec<Selection> = w.nodes().iter().map(Node::selection).collect();
+    assert_eq!(found, vec![device("00:01.0"), device("01:00.0")]);
+    w.search("");
+    w.action("view-mode", Some("groups".to_variant()));
+
+    // A driver changes on the host: the list follows within a few seconds.
+    let link = host.path().join("sys/bus/pci/devices/0000:00:19.0/driver");
+    let target = std::fs::read_link(&link).unwrap();
+    let vfio = target.with_file_name("vfio-pci");
+    std::fs::create_dir_all(host.path().join("sys/bus/pci/drivers/vfio-pci")).unwrap();
+    std::fs::remove_file(&link).unwrap();
+    std::os::unix::fs::symlink(&vfio, &link).unwrap();
+    // The kernel's uevent names the bound driver as well.
+    let uevent = host.path().join("sys/bus/pci/devices/0000:00:19.0/uevent");
+    let text = std::fs::read_to_string(&uevent).unwrap();
+    std::fs::write(&uevent, text.replace("DRIVER=e1000e", "DRIVER=vfio-pci")).unwrap();
+    let followed = pump_until(Duration::from_secs(10), || {
+        w.row_texts()
+            .iter()
+            .any(|(_, sub)| sub.contains("00:19.0") && sub.contains("vfio-pci"))
+    });
+    assert!(followed, "the list did not follow the driver change");
+
+    // Reload on request keeps working.
+    w.action("refresh", None);
+    assert!(pump_until(Duration::from_secs(10), || w.nodes().len() == 27));
+    w.close();
+}
+
+fn iommu_off() {
+    let host = write_host("iommu-off");
+    let w = Window::open(Source::Captured(host.path().to_owned()));
+    w.wait_page("iommu-off");
+    let mut texts = Vec::new();
+    collect_labels(&w.root(), &mut texts);
+    let all = texts.join("\n");
+    assert!(all.contains("The IOMMU Is Off"), "{all}");
+    assert!(all.contains("intel_iommu=on"), "{all}");
+    assert!(all.contains("Explore a Sample Machine"), "{all}");
+    w.screenshot("iommu-off");
+
+    // The devices are still there, on the PCI bus.
+    let button: gtk::Button = find_widget(&w.root(), &|w| {
+        w.downcast_ref::<gtk::Button>()
+            .and_then(|b| b.label())
+            .is_some_and(|l| l == "Show the Devices Anyway")
+    })
+    .and_downcast()
+    .expect("the button");
+    button.emit_clicked();
+    w.wait_page("browse");
+    assert!(!w.nodes().is_empty());
+
+    // The samples are one click away.
+    w.action("open-sample", Some("ivy-bridge-desktop".to_variant()));
+    w.wait_page("browse");
+    assert!(pump_until(Duration::from_secs(10), || w
+        .row_texts()
+        .iter()
+        .any(|(t, _)| t == "Group 7")));
+    w.close();
+}
+
+fn errors() {
+    let w = Window::open(Source::Captured("/nonexistent/capture".into()));
+    w.wait_page("error");
+    let mut texts = Vec::new();
+    collect_labels(&w.root(), &mut texts);
+    let all = texts.join("\n");
+    assert!(all.contains("Could Not Read the Devices"), "{all}");
+    assert!(all.contains("/nonexistent/capture"), "{all}");
+
+    // An empty directory is not a host either, and says why.
+    let empty = tempfile::tempdir().unwrap();
+    w.controller
+        .emit(traspaso::ui::app::AppMsg::Open(Source::Captured(
+            empty.path().to_owned(),
+        )));
+    assert!(pump_until(Duration::from_secs(10), || {
+        let mut texts = Vec::new();
+        collect_labels(&w.root(), &mut texts);
+        w.page() == "error"
+            && texts
+                .iter()
+                .any(|t| t.contains(&empty.path().display().to_string()))
+    }));
+    w.close();
+
+    // Bad command lines: a clear message and exit code 2, before any window.
+    for args in [
+        &["traspaso", "--demo", "nope"][..],
+        &["traspaso", "--root"],
+        &["traspaso", "--root", "/x", "--demo"],
+        &["traspaso", "--bogus"],
+    ] {
+        let r = traspaso::ui::parse_args(args.iter().map(Into::into));
+        assert!(r.is_err(), "{args:?} should be refused");
+    }
+    let ok = traspaso::ui::parse_args(["traspaso", "--demo"].iter().map(Into::into)).unwrap();
+    assert_eq!(ok.source, Source::Sample("ivy-bridge-desktop"));
+}
+
+fn samples() {
+    for sample in traspaso::samples::SAMPLES {
+        let w = Window::open(Source::Sample(sample.id));
+        w.wait_page("browse");
+        let rows = w.row_texts();
+        assert!(rows.len() > 5, "{}: {rows:#?}", sample.id);
+        let mut texts = Vec::new();
+        collect_labels(&w.root(), &mut texts);
+        assert!(
+            texts.iter().any(|t| *t == sample.description()),
+            "{}: the info bar explains the sample",
+            sample.id
+        );
+        if sample.id == "amd-chipset-shared" {
+            assert!(rows.iter().any(|(_, s)| s.starts_with("Shared by")));
+        }
+        w.close();
+    }
+}
+
+fn spanish() {
+    let host = write_host("ivy-bridge-desktop");
+    let w = Window::open(Source::Captured(host.path().to_owned()));
+    w.wait_page("browse");
+    let rows = w.row_texts();
+    let (_, shared) = rows
+        .iter()
+        .find(|(t, _)| t == "Grupo 7")
+        .unwrap_or_else(|| panic!("Spanish group titles: {rows:#?}"));
+    assert!(shared.starts_with("Compartido por"), "{shared}");
+    w.select(device("01:00.0"));
+    let details = w.details_text();
+    for expected in ["Ceder a una máquina virtual", "Atributos", "ROM opcional"] {
+        assert!(details.contains(expected), "{expected:?} in:\n{details}");
+    }
+    w.screenshot("main-window-es");
+    w.select(Selection::Group(7));
+    w.screenshot("shared-group-es");
+    w.close();
+
+    let host = write_host("iommu-off");
+    let w = Window::open(Source::Captured(host.path().to_owned()));
+    w.wait_page("iommu-off");
+    let mut texts = Vec::new();
+    collect_labels(&w.root(), &mut texts);
+    assert!(
+        texts.iter().any(|t| t == "El IOMMU está desactivado"),
+        "{texts:?}"
+    );
+    w.screenshot("iommu-off-es");
+    w.close();
+}
+
+fn settings() {
+    // With the schema installed the view is remembered across windows.
+    assert!(gio::SettingsSchemaSource::default()
+        .and_then(|s| s.lookup(traspaso::config::APP_ID, true))
+        .is_some());
+    let host = write_host("ivy-bridge-desktop");
+    let w = Window::open(Source::Captured(host.path().to_owned()));
+    w.wait_page("browse");
+    w.action("view-mode", Some("bus".to_variant()));
+    w.window().set_default_size(1000, 700);
+    w.window().close();
+    pump(Duration::from_millis(100));
+    let saved = gio::Settings::new(traspaso::config::APP_ID);
+    assert_eq!(saved.string("view"), "bus");
+    assert_eq!(saved.int("window-width"), 1000);
+    w.close();
+
+    let w = Window::open(Source::Captured(host.path().to_owned()));
+    w.wait_page("browse");
+    assert!(
+        !w.nodes()
+            .iter()
+            .any(|n| matches!(n.selection(), Selection::Group(_))),
+        "the second window starts in the bus view"
+    );
+    w.close();
+}
