@@ -329,7 +329,8 @@ fn pci_ids() -> Option<PathBuf> {
         .find(|p| p.exists())
 }
 
-fn write_host(name: &str) -> tempfile::TempDir {
+/// Write a described host into `TEMP/NAME` (the window shows the folder's name).
+fn write_host(name: &str) -> HostDir {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let fixture = root
         .join("tests/fixtures/hosts")
@@ -340,9 +341,24 @@ fn write_host(name: &str) -> tempfile::TempDir {
         root.join("data/samples").join(format!("{name}.host"))
     };
     let spec = HostSpec::parse(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    spec.write(dir.path()).unwrap();
-    dir
+    let parent = tempfile::tempdir().unwrap();
+    let path = parent.path().join(name);
+    spec.write(&path).unwrap();
+    HostDir {
+        _parent: parent,
+        path,
+    }
+}
+
+struct HostDir {
+    _parent: tempfile::TempDir,
+    path: PathBuf,
+}
+
+impl HostDir {
+    fn path(&self) -> &Path {
+        &self.path
+    }
 }
 
 fn device(a: &str) -> Selection {

@@ -194,13 +194,25 @@ impl App {
     fn host_label(&self) -> String {
         match &self.source {
             Source::Live => gettext("This computer"),
-            Source::Captured(dir) => gettext_f(
-                "Captured host: {path}",
-                &[("path", &dir.display().to_string())],
-            ),
+            Source::Captured(dir) => {
+                // The folder's name: the whole path is in the tooltip.
+                let name = dir
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| dir.display().to_string());
+                gettext_f("Captured host: {path}", &[("path", &name)])
+            }
             Source::Sample(id) => Sample::find(id)
                 .map(|s| gettext_f("Sample: {title}", &[("title", &s.title())]))
                 .unwrap_or_default(),
+        }
+    }
+
+    /// The host's full name and what it holds.
+    fn tooltip(&self) -> String {
+        match &self.source {
+            Source::Captured(dir) => format!("{}\n{}", dir.display(), self.summary()),
+            _ => self.summary(),
         }
     }
 
@@ -382,7 +394,7 @@ impl Component for App {
                                     #[watch]
                                     set_subtitle: &model.host_label(),
                                     #[watch]
-                                    set_tooltip_text: Some(&model.summary()),
+                                    set_tooltip_text: Some(&model.tooltip()),
                                 },
                                 pack_end = &gtk::MenuButton {
                                     set_icon_name: "open-menu-symbolic",

@@ -368,14 +368,12 @@ fn header(icon: &str, title: &str, subtitle: &str) -> gtk::Box {
         .label(title)
         .wrap(true)
         .xalign(0.0)
-        .selectable(true)
         .css_classes(["title-2"])
         .build();
     let subtitle = gtk::Label::builder()
         .label(subtitle)
         .wrap(true)
         .xalign(0.0)
-        .selectable(true)
         .css_classes(["dim-label"])
         .build();
     let labels = gtk::Box::new(gtk::Orientation::Vertical, 4);

@@ -282,17 +282,18 @@ fn row_widget() -> gtk::TreeExpander {
         .max_width_chars(24)
         .css_classes(["caption", "dim-label"])
         .build();
+    // Badges go on a line of their own: beside the name they would squeeze it.
+    let badges = gtk::Box::new(gtk::Orientation::Horizontal, 4);
+    badges.set_margin_top(2);
     let labels = gtk::Box::new(gtk::Orientation::Vertical, 2);
     labels.set_hexpand(true);
     labels.append(&title);
     labels.append(&subtitle);
-    let badges = gtk::Box::new(gtk::Orientation::Horizontal, 4);
-    badges.set_valign(gtk::Align::Center);
+    labels.append(&badges);
     let row = gtk::Box::new(gtk::Orientation::Horizontal, 10);
     row.set_margin_all(4);
     row.append(&icon);
     row.append(&labels);
-    row.append(&badges);
     let expander = gtk::TreeExpander::new();
     expander.set_child(Some(&row));
     expander
@@ -314,10 +315,6 @@ fn bind_row(item: &gtk::ListItem) {
     };
     let icon = row.first_child().and_downcast::<gtk::Image>();
     let labels = icon.as_ref().and_then(|w| w.next_sibling());
-    let badges = labels
-        .as_ref()
-        .and_then(|w| w.next_sibling())
-        .and_downcast::<gtk::Box>();
     let title = labels
         .as_ref()
         .and_then(|w| w.first_child())
@@ -326,6 +323,10 @@ fn bind_row(item: &gtk::ListItem) {
         .as_ref()
         .and_then(|w| w.next_sibling())
         .and_downcast::<gtk::Label>();
+    let badges = subtitle
+        .as_ref()
+        .and_then(|w| w.next_sibling())
+        .and_downcast::<gtk::Box>();
     let (Some(icon), Some(badges), Some(title), Some(subtitle)) = (icon, badges, title, subtitle)
     else {
         return;
@@ -338,6 +339,7 @@ fn bind_row(item: &gtk::ListItem) {
     while let Some(child) = badges.first_child() {
         badges.remove(&child);
     }
+    badges.set_visible(false);
     let topology = &node.context.topology;
     match node.kind {
         NodeKind::Group(g) => {
@@ -362,6 +364,7 @@ fn bind_row(item: &gtk::ListItem) {
                     Severity::Info => "accent",
                 });
                 badges.append(&label);
+                badges.set_visible(true);
             }
         }
     }
