@@ -366,6 +366,21 @@ impl HostDir<'_> {
         Ok(Some(data))
     }
 
+    /// The first `len` bytes of a file (fewer if it is shorter), in one `read`;
+    /// `None` when it does not exist. For PCI config space, where every byte
+    /// read is a bus access: read only what is needed.
+    pub fn read_prefix(&self, name: &str, len: usize) -> Result<Option<Vec<u8>>, HostError> {
+        let fd = match self.open_entry(name, OFlags::RDONLY) {
+            Ok(fd) => fd,
+            Err(Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(self.error(name, e)),
+        };
+        let mut data = vec![0u8; len];
+        let n = rustix::io::read(&fd, &mut data).map_err(|e| self.error(name, e))?;
+        data.truncate(n);
+        Ok(Some(data))
+    }
+
     /// A one-line attribute, trimmed; `None` when it does not exist.
     pub fn read_attr(&self, name: &str) -> Result<Option<String>, HostError> {
         match self.read_small(name, 4096)? {

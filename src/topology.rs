@@ -20,7 +20,8 @@ pub const IOMMU_GROUPS: &str = "/sys/kernel/iommu_groups";
 pub const CMDLINE: &str = "/proc/cmdline";
 
 /// Config space is 256 bytes (PCI) or 4 KiB (PCIe).
-const CONFIG_LIMIT: usize = 4096;
+const CONFIG_STANDARD: usize = 256;
+const CONFIG_EXTENDED: usize = 4096;
 
 fn hex16<S: Serializer>(v: &u16, s: S) -> Result<S::Ok, S::Error> {
     s.collect_str(&format_args!("{v:04x}"))
@@ -551,7 +552,15 @@ fn scan_device(
     };
     let class = PciClass(identity.class);
 
-    let config = match dir.read_small("config", CONFIG_LIMIT) {
+    // Every config byte read is a bus access (slow on real hardware, slower in
+    // a VM): the standard header and capabilities (256 bytes) for everyone,
+    // the extended space (ACS) only for bridges.
+    let wanted = if class.is_pci_bridge() {
+        CONFIG_EXTENDED
+    } else {
+        CONFIG_STANDARD
+    };
+    let config = match dir.read_prefix("config", wanted) {
         Ok(c) => c.unwrap_or_default(),
         Err(e) if e.problem == HostProblem::PermissionDenied => Vec::new(),
         Err(e) => return Err(e),

@@ -151,10 +151,7 @@ struct Window {
 impl Window {
     fn open(source: Source) -> Self {
         let controller = App::builder()
-            .launch(AppInit {
-                source,
-                pci_ids: pci_ids(),
-            })
+            .launch(AppInit::new(source, pci_ids()))
             .detach();
         controller.widget().present();
         Window { controller }

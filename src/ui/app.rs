@@ -39,6 +39,58 @@ pub struct AppInit {
     pub source: Source,
     /// A pci.ids file instead of the system's.
     pub pci_ids: Option<PathBuf>,
+    /// The first scan, started before GTK (see [`Preload::start`]).
+    pub preload: Preload,
+}
+
+impl AppInit {
+    pub fn new(source: Source, pci_ids: Option<PathBuf>) -> Self {
+        AppInit {
+            source,
+            pci_ids,
+            preload: Preload::default(),
+        }
+    }
+}
+
+type LoadResult = Result<(Arc<OpenHost>, Topology, Bindings), String>;
+
+/// The first scan of the host, run on its own thread while GTK starts, so
+/// the first frame can already show the devices.
+#[derive(Clone, Default)]
+pub struct Preload(Arc<std::sync::Mutex<Option<std::thread::JoinHandle<LoadResult>>>>);
+
+impl Preload {
+    /// Start scanning `source` now.
+    pub fn start(source: &Source, pci_ids: Option<PathBuf>) -> Self {
+        let source = source.clone();
+        let handle = std::thread::Builder::new()
+            .name("traspaso-preload".into())
+            .spawn(move || load(source, pci_ids))
+            .ok();
+        Preload(Arc::new(std::sync::Mutex::new(handle)))
+    }
+
+    /// The scan's result if it has finished; `None` if it has not (or never ran).
+    fn take_if_finished(&self) -> Option<LoadResult> {
+        let mut slot = self.0.lock().ok()?;
+        if !slot.as_ref()?.is_finished() {
+            return None;
+        }
+        slot.take()?.join().ok()
+    }
+
+    /// Wait for the scan (off the main loop); `None` if it never ran.
+    fn wait(&self) -> Option<LoadResult> {
+        let handle = self.0.lock().ok()?.take()?;
+        handle.join().ok()
+    }
+}
+
+impl std::fmt::Debug for Preload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Preload")
+    }
 }
 
 /// The opened host; a sample keeps its temporary directory alive.
@@ -146,10 +198,7 @@ pub enum AppCmd {
     },
 }
 
-fn load(
-    source: Source,
-    pci_ids: Option<PathBuf>,
-) -> Result<(Arc<OpenHost>, Topology, Bindings), String> {
+fn load(source: Source, pci_ids: Option<PathBuf>) -> LoadResult {
     let open = match &source {
         Source::Live => OpenHost::Plain(HostRoot::live()),
         Source::Captured(dir) => OpenHost::Plain(HostRoot::open(dir).map_err(|e| e.to_string())?),
@@ -177,12 +226,37 @@ impl App {
         let generation = self.generation;
         let source = self.source.clone();
         let pci_ids = self.init.pci_ids.clone();
-        sender.oneshot_command(async move {
-            AppCmd::Loaded {
-                generation,
-                result: load(source, pci_ids),
-            }
+        // The first load may already be running since before GTK started.
+        let preload = (generation == 1).then(|| self.init.preload.clone());
+        sender.spawn_oneshot_command(move || {
+            let result = preload
+                .and_then(|p| p.wait())
+                .unwrap_or_else(|| load(source, pci_ids));
+            AppCmd::Loaded { generation, result }
         });
+    }
+
+    /// Take a finished load: the host, the topology and the page to show.
+    fn loaded(&mut self, result: LoadResult) {
+        self.loading = false;
+        match result {
+            Ok((open, topology, bindings)) => {
+                let iommu = topology.iommu_enabled;
+                self.open_host = Some(open);
+                self.bindings = Some(bindings);
+                self.topology = Some(Arc::new(topology));
+                self.page = if iommu || self.browse_anyway {
+                    Page::Browse
+                } else {
+                    Page::IommuOff
+                };
+                self.refill();
+            }
+            Err(e) => {
+                self.error = e;
+                self.page = Page::Error;
+            }
+        }
     }
 
     fn refill(&mut self) {
@@ -611,7 +685,16 @@ impl Component for App {
             });
         }
 
-        model.start_load(&sender);
+        // If the scan that started with the process is done, the first frame
+        // shows its result; otherwise the loading page shows until it is.
+        match model.init.preload.take_if_finished() {
+            Some(result) => {
+                model.generation = 1;
+                model.loaded(result);
+                super::first_frame_probe(&root);
+            }
+            None => model.start_load(&sender),
+        }
         ComponentParts { model, widgets }
     }
 
@@ -736,34 +819,16 @@ impl Component for App {
                 if generation != self.generation {
                     return;
                 }
-                self.loading = false;
-                match result {
-                    Ok((open, topology, bindings)) => {
-                        let iommu = topology.iommu_enabled;
-                        self.open_host = Some(open);
-                        self.bindings = Some(bindings);
-                        self.topology = Some(Arc::new(topology));
-                        self.page = if iommu || self.browse_anyway {
-                            Page::Browse
-                        } else {
-                            Page::IommuOff
-                        };
-                        if self.announce_change {
-                            toast(root, &gettext("A driver changed: the list is up to date"));
-                            self.announce_change = false;
-                        } else if self.announce_load {
-                            toast(root, &gettext("Device list reloaded"));
-                            self.announce_load = false;
-                        }
-                        self.refill();
-                        super::first_frame_probe(root);
-                    }
-                    Err(e) => {
-                        self.error = e;
-                        self.page = Page::Error;
-                        self.announce_load = false;
-                    }
+                let ok = result.is_ok();
+                self.loaded(result);
+                if ok && self.announce_change {
+                    toast(root, &gettext("A driver changed: the list is up to date"));
+                } else if ok && self.announce_load {
+                    toast(root, &gettext("Device list reloaded"));
                 }
+                self.announce_change = false;
+                self.announce_load = false;
+                super::first_frame_probe(root);
             }
             AppCmd::Polled {
                 generation,

@@ -111,10 +111,10 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(args: I) -> Result<AppInit, 
     } else {
         Source::Live
     };
-    Ok(AppInit {
+    Ok(AppInit::new(
         source,
-        pci_ids: matches.get_one::<PathBuf>("pci-ids").cloned(),
-    })
+        matches.get_one::<PathBuf>("pci-ids").cloned(),
+    ))
 }
 
 /// Start the app with the process's arguments.
@@ -122,6 +122,11 @@ pub fn run() -> ExitCode {
     let init = match parse_args(std::env::args_os()) {
         Ok(init) => init,
         Err(code) => return code,
+    };
+    // Scan while GTK starts: the first frame can then show the devices.
+    let init = AppInit {
+        preload: app::Preload::start(&init.source, init.pci_ids.clone()),
+        ..init
     };
     glib::set_application_name(&gettext("Traspaso"));
     let app = RelmApp::new(config::APP_ID).with_args(Vec::new());
@@ -163,22 +168,42 @@ pub fn show_about(parent: &adw::ApplicationWindow) {
 
 /// For the first-frame benchmark (`benches/first-frame.sh`): with
 /// `TRASPASO_EXIT_AFTER_FIRST_FRAME` set, quit once the first frame that shows
-/// the loaded topology has been painted.
+/// the loaded topology has been painted, printing the time since
+/// `TRASPASO_LAUNCHED_AT_NS` (the launcher's wall clock) when given.
 pub fn first_frame_probe(window: &adw::ApplicationWindow) {
     if std::env::var_os("TRASPASO_EXIT_AFTER_FIRST_FRAME").is_none() {
         return;
     }
-    let Some(clock) = window.frame_clock() else {
-        return;
-    };
-    let done = std::cell::Cell::new(false);
-    clock.connect_after_paint(move |_| {
-        if !done.replace(true) {
-            println!("first-frame");
-            relm4::main_application().quit();
-        }
-    });
-    window.queue_draw();
+    fn after_next_paint(window: &adw::ApplicationWindow) {
+        let Some(clock) = window.frame_clock() else {
+            return;
+        };
+        let done = std::cell::Cell::new(false);
+        clock.connect_after_paint(move |_| {
+            if !done.replace(true) {
+                // The script passes its clock at launch: print launch to this frame.
+                let launched = std::env::var("TRASPASO_LAUNCHED_AT_NS")
+                    .ok()
+                    .and_then(|v| v.parse::<u128>().ok());
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos())
+                    .unwrap_or(0);
+                match launched {
+                    Some(t) => println!("first-frame {} us", now.saturating_sub(t) / 1000),
+                    None => println!("first-frame"),
+                }
+                relm4::main_application().quit();
+            }
+        });
+        window.queue_draw();
+    }
+    if window.is_realized() {
+        after_next_paint(window);
+    } else {
+        // Shown in the very first frame: wait until the window exists.
+        window.connect_realize(after_next_paint);
+    }
 }
 
 /// Give a widget an accessible label (what a screen reader says for it).
