@@ -6,19 +6,21 @@
 //! Spanish checks. `TRASPASO_SCREENSHOTS=DIR` also saves the screenshots used
 //! by the README (see build-aux/screenshots.sh).
 
-use std::path::{Path, PathBuf};
+mod gui_support;
+
+use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use relm4::adw::prelude::*;
-use relm4::gtk::{gio, glib};
-use relm4::prelude::*;
-use relm4::{adw, gtk};
+use relm4::gtk;
+use relm4::gtk::gio;
+use relm4::ComponentController;
 
-use traspaso::fixture::HostSpec;
+use gui_support::*;
 use traspaso::ui::app::find_widget;
 use traspaso::ui::tree::{node_of, Node, Selection};
-use traspaso::ui::{App, AppInit, Source};
+use traspaso::ui::Source;
 
 const SCENARIO: &str = "TRASPASO_GUI_SCENARIO";
 
@@ -64,30 +66,10 @@ fn run_all() -> ExitCode {
             ],
         ),
     ];
-    let headless = std::env::var_os("DISPLAY").is_none();
     let mut failed = Vec::new();
     for (name, env) in scenarios {
-        let mut cmd = if headless {
-            let mut c = Command::new("xvfb-run");
-            c.args([
-                "-a",
-                "-s",
-                "-screen 0 1280x800x24",
-                "dbus-run-session",
-                "--",
-            ]);
-            c.arg(&me);
-            c
-        } else {
-            Command::new(&me)
-        };
-        cmd.env(SCENARIO, name)
-            .env("GSK_RENDERER", "cairo")
-            .env("LANG", "C.UTF-8")
-            .env("LANGUAGE", "en")
-            .env("NO_AT_BRIDGE", "1")
-            .env("TRASPASO_QUIET", "1")
-            .env_remove("GSETTINGS_SCHEMA_DIR");
+        let mut cmd = headless(&me);
+        cmd.env(SCENARIO, name).env_remove("GSETTINGS_SCHEMA_DIR");
         for (k, v) in env {
             let v = if *v == "SCHEMAS" {
                 schemas.path().to_str().unwrap()
@@ -125,12 +107,7 @@ fn run_all() -> ExitCode {
 }
 
 fn run_scenario(name: &str) {
-    traspaso::i18n::init();
-    gtk::init().expect("GTK needs a display");
-    adw::init().expect("libadwaita");
-    if let Some(settings) = gtk::Settings::default() {
-        settings.set_gtk_enable_animations(false);
-    }
+    init_gtk();
     match name {
         "desktop" => desktop(),
         "iommu-off" => iommu_off(),
@@ -140,226 +117,6 @@ fn run_scenario(name: &str) {
         "settings" => settings(),
         other => panic!("unknown scenario {other}"),
     }
-}
-
-// ---------------------------------------------------------------- helpers
-
-struct Window {
-    controller: Controller<App>,
-}
-
-impl Window {
-    fn open(source: Source) -> Self {
-        let controller = App::builder()
-            .launch(AppInit::new(source, pci_ids()))
-            .detach();
-        controller.widget().present();
-        Window { controller }
-    }
-
-    fn root(&self) -> gtk::Widget {
-        self.controller.widget().clone().upcast()
-    }
-
-    fn window(&self) -> adw::ApplicationWindow {
-        self.controller.widget().clone()
-    }
-
-    fn page(&self) -> String {
-        let pages = self
-            .window()
-            .content()
-            .and_downcast::<adw::ToastOverlay>()
-            .and_then(|o| o.child())
-            .and_downcast::<gtk::Stack>()
-            .expect("the page stack");
-        pages
-            .visible_child_name()
-            .map(Into::into)
-            .unwrap_or_default()
-    }
-
-    fn wait_page(&self, page: &str) {
-        let ok = pump_until(Duration::from_secs(20), || self.page() == page);
-        assert!(ok, "expected page {page}, got {}", self.page());
-    }
-
-    fn list(&self) -> gtk::ListView {
-        find_widget(&self.root(), &|w| w.widget_name() == "device-list")
-            .and_downcast()
-            .expect("the device list")
-    }
-
-    fn selection(&self) -> gtk::SingleSelection {
-        self.list()
-            .model()
-            .and_downcast()
-            .expect("a single selection")
-    }
-
-    fn nodes(&self) -> Vec<Node> {
-        let model = self.selection();
-        (0..model.n_items())
-            .filter_map(|i| model.item(i).and_then(|o| node_of(&o)))
-            .collect()
-    }
-
-    fn row_texts(&self) -> Vec<(String, String)> {
-        self.nodes().iter().map(Node::texts).collect()
-    }
-
-    fn select(&self, wanted: Selection) {
-        let position = self
-            .nodes()
-            .iter()
-            .position(|n| n.selection() == wanted)
-            .unwrap_or_else(|| panic!("no row for {wanted:?}"));
-        self.selection().set_selected(position as u32);
-        pump(Duration::from_millis(100));
-    }
-
-    fn details_text(&self) -> String {
-        let details =
-            find_widget(&self.root(), &|w| w.widget_name() == "details").expect("the details pane");
-        let mut texts = Vec::new();
-        collect_labels(&details, &mut texts);
-        texts.join("\n")
-    }
-
-    fn action(&self, name: &str, target: Option<glib::Variant>) {
-        let window = self.window();
-        let action = window
-            .lookup_action(name)
-            .unwrap_or_else(|| panic!("no action win.{name}"));
-        match (target, action.state()) {
-            (Some(t), Some(_)) => action.change_state(&t),
-            (None, Some(state)) => {
-                let on = state.get::<bool>().unwrap_or(false);
-                action.change_state(&(!on).to_variant());
-            }
-            (t, None) => action.activate(t.as_ref()),
-        }
-        pump(Duration::from_millis(100));
-    }
-
-    fn search(&self, text: &str) {
-        let entry: gtk::SearchEntry =
-            find_widget(&self.root(), &|w| w.widget_name() == "search-entry")
-                .and_downcast()
-                .expect("the search entry");
-        entry.set_text(text);
-        // The entry waits a moment before it reports a change.
-        pump(Duration::from_millis(400));
-    }
-
-    fn screenshot(&self, name: &str) {
-        let Some(dir) = std::env::var_os("TRASPASO_SCREENSHOTS") else {
-            return;
-        };
-        pump(Duration::from_millis(300));
-        let window = self.window();
-        let (w, h) = (window.width(), window.height());
-        let paintable = gtk::WidgetPaintable::new(Some(&window));
-        let snapshot = gtk::Snapshot::new();
-        paintable.snapshot(&snapshot, w as f64, h as f64);
-        let node = snapshot.to_node().expect("something was drawn");
-        let renderer = window
-            .native()
-            .and_then(|n| n.renderer())
-            .expect("a renderer");
-        let texture = renderer.render_texture(
-            &node,
-            Some(&gtk::graphene::Rect::new(0.0, 0.0, w as f32, h as f32)),
-        );
-        let path = PathBuf::from(dir).join(format!("{name}.png"));
-        texture.save_to_png(&path).expect("save the screenshot");
-        println!("saved {}", path.display());
-    }
-
-    fn close(self) {
-        // Destroy the window before the controller goes (TESTBED.md).
-        self.controller.widget().destroy();
-        pump(Duration::from_millis(50));
-        drop(self.controller);
-    }
-}
-
-fn collect_labels(widget: &gtk::Widget, out: &mut Vec<String>) {
-    if let Some(label) = widget.downcast_ref::<gtk::Label>() {
-        if label.is_child_visible() {
-            out.push(label.label().into());
-        }
-    }
-    let mut child = widget.first_child();
-    while let Some(c) = child {
-        if c.is_visible() {
-            collect_labels(&c, out);
-        }
-        child = c.next_sibling();
-    }
-}
-
-fn pump(duration: Duration) {
-    pump_until(duration, || false);
-}
-
-/// Run the main loop until `done` or the time is up; returns `done()`.
-fn pump_until(timeout: Duration, done: impl Fn() -> bool) -> bool {
-    let context = glib::MainContext::default();
-    let start = Instant::now();
-    loop {
-        while context.iteration(false) {}
-        if done() {
-            return true;
-        }
-        if start.elapsed() > timeout {
-            return false;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-fn pci_ids() -> Option<PathBuf> {
-    ["/usr/share/misc/pci.ids", "/usr/share/hwdata/pci.ids"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.exists())
-}
-
-/// Write a described host into `TEMP/NAME` (the window shows the folder's name).
-fn write_host(name: &str) -> HostDir {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let fixture = root
-        .join("tests/fixtures/hosts")
-        .join(format!("{name}.host"));
-    let path = if fixture.exists() {
-        fixture
-    } else {
-        root.join("data/samples").join(format!("{name}.host"))
-    };
-    let spec = HostSpec::parse(&std::fs::read_to_string(path).unwrap()).unwrap();
-    let parent = tempfile::tempdir().unwrap();
-    let path = parent.path().join(name);
-    spec.write(&path).unwrap();
-    HostDir {
-        _parent: parent,
-        path,
-    }
-}
-
-struct HostDir {
-    _parent: tempfile::TempDir,
-    path: PathBuf,
-}
-
-impl HostDir {
-    fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-fn device(a: &str) -> Selection {
-    Selection::Device(a.parse().unwrap())
 }
 
 // -------------------------------------------------------------- scenarios
@@ -498,6 +255,41 @@ fn desktop() {
             .any(|(_, sub)| sub.contains("00:19.0") && sub.contains("vfio-pci"))
     });
     assert!(followed, "the list did not follow the driver change");
+
+    // Every button that shows only an icon says what it does.
+    let mut unlabelled = Vec::new();
+    fn walk(w: &gtk::Widget, out: &mut Vec<String>) {
+        // Hidden widgets, and GTK's and libadwaita's own window and toast buttons.
+        if !w.is_visible() || w.is::<gtk::WindowControls>() || w.type_().name() == "AdwToastWidget"
+        {
+            return;
+        }
+        let icon_only = match (
+            w.downcast_ref::<gtk::Button>(),
+            w.downcast_ref::<gtk::MenuButton>(),
+        ) {
+            (Some(b), _) => b.label().is_none() && b.child().is_some_and(|c| c.is::<gtk::Image>()),
+            (_, Some(b)) => b.label().is_none(),
+            _ => false,
+        };
+        if icon_only && w.tooltip_text().is_none() {
+            out.push(format!(
+                "{} in {:?}",
+                w.type_().name(),
+                w.parent().map(|p| p.type_().name())
+            ));
+        }
+        let mut child = w.first_child();
+        while let Some(c) = child {
+            walk(&c, out);
+            child = c.next_sibling();
+        }
+    }
+    walk(&w.root(), &mut unlabelled);
+    assert!(
+        unlabelled.is_empty(),
+        "icon-only buttons without a tooltip: {unlabelled:?}"
+    );
 
     // Reload on request keeps working.
     w.action("refresh", None);

@@ -154,7 +154,8 @@ pub struct App {
     generation: u64,
     loading: bool,
     polling: bool,
-    rows: u32,
+    /// Functions that match the search (0 shows "No Matching Devices").
+    rows: usize,
     list: DeviceList,
     details: Controller<Details>,
     settings: Rc<Settings>,
@@ -661,6 +662,7 @@ impl Component for App {
         widgets.search_bar.connect_entry(&widgets.search_entry);
         widgets.search_bar.set_key_capture_widget(Some(&root));
 
+        super::label_icon_buttons(root.upcast_ref());
         restore_window(&root, &settings);
         {
             let settings = settings.clone();

@@ -206,6 +206,30 @@ pub fn first_frame_probe(window: &adw::ApplicationWindow) {
     }
 }
 
+/// Every button under `root` that shows only an icon gets its tooltip as
+/// accessible label, so a screen reader says what it does.
+pub fn label_icon_buttons(root: &gtk::Widget) {
+    let icon_only = |w: &gtk::Widget| -> Option<String> {
+        let tooltip = w.tooltip_text()?;
+        let has_label = if let Some(b) = w.downcast_ref::<gtk::Button>() {
+            b.label().is_some()
+        } else if let Some(b) = w.downcast_ref::<gtk::MenuButton>() {
+            b.label().is_some()
+        } else {
+            return None;
+        };
+        (!has_label).then(|| tooltip.to_string())
+    };
+    if let Some(label) = icon_only(root) {
+        set_accessible_label(root, &label);
+    }
+    let mut child = root.first_child();
+    while let Some(c) = child {
+        label_icon_buttons(&c);
+        child = c.next_sibling();
+    }
+}
+
 /// Give a widget an accessible label (what a screen reader says for it).
 /// gtk-rs binds GtkAccessible only from GTK 4.10, but the C function exists
 /// since 4.0, so it is declared here.

@@ -102,6 +102,10 @@ pub struct TreeShape {
     pub bus_roots: Vec<usize>,
     /// Per function: its children that show in the bus view.
     bus_children: HashMap<usize, Vec<usize>>,
+    /// Per function: it matches the filter.
+    matching: Vec<bool>,
+    /// Per function: it shows in the bus view (a match, or on the way to one).
+    shown: Vec<bool>,
 }
 
 impl TreeShape {
@@ -156,7 +160,9 @@ impl TreeShape {
                 break;
             }
         }
-        let keep = |list: &Vec<usize>| list.iter().copied().filter(|&i| shown[i]).collect();
+        let keep = |list: &Vec<usize>| -> Vec<usize> {
+            list.iter().copied().filter(|&i| shown[i]).collect()
+        };
         let bus_roots = all_children.get(&None).map(keep).unwrap_or_default();
         let bus_children = all_children
             .iter()
@@ -168,6 +174,18 @@ impl TreeShape {
             group_children,
             bus_roots,
             bus_children,
+            matching,
+            shown,
+        }
+    }
+
+    /// Whether a node shows in a view under this shape's filter.
+    pub fn visible(&self, mode: ViewMode, node: NodeKind) -> bool {
+        match (mode, node) {
+            (ViewMode::Groups, NodeKind::Group(g)) => self.group_children.contains_key(&g),
+            (ViewMode::Groups, NodeKind::Device(i)) => self.matching.get(i) == Some(&true),
+            (ViewMode::Bus, NodeKind::Device(i)) => self.shown.get(i) == Some(&true),
+            (ViewMode::Bus, NodeKind::Group(_)) => false,
         }
     }
 
@@ -192,6 +210,11 @@ impl TreeShape {
         };
         list.map(|l| l.iter().map(|&i| NodeKind::Device(i)).collect())
             .unwrap_or_default()
+    }
+
+    /// Number of functions that match the filter.
+    pub fn matches(&self) -> usize {
+        self.matching.iter().filter(|m| **m).count()
     }
 
     /// Number of functions that show in the groups view.

@@ -15,6 +15,9 @@ use crate::i18n::gettext;
 use crate::pci::PciAddress;
 use crate::topology::{Severity, Topology};
 
+/// Above this many top-level rows the filter runs incrementally.
+const INCREMENTAL_ABOVE: u32 = 512;
+
 /// What is selected, stable across rescans (device indices are not).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Selection {
@@ -22,11 +25,16 @@ pub enum Selection {
     Device(PciAddress),
 }
 
-/// Everything a row needs to render itself.
+/// Everything a row needs to render itself, and what the filter lets through.
 pub struct TreeContext {
     pub topology: Arc<Topology>,
+    /// The whole tree: what the models hold.
     pub shape: TreeShape,
+    /// The filtered tree: what shows. Replaced when the filter changes.
+    pub filtered: RefCell<TreeShape>,
     pub mode: ViewMode,
+    /// The filter of every level's model.
+    filter: gtk::CustomFilter,
 }
 
 /// The item behind every row: the shared context and which node this is.
@@ -61,6 +69,11 @@ impl Node {
     }
 }
 
+/// One level of the tree: every node of it, through the shared filter.
+fn level(context: &Rc<TreeContext>, kinds: Vec<NodeKind>) -> gtk::FilterListModel {
+    gtk::FilterListModel::new(Some(store(context, kinds)), Some(context.filter.clone()))
+}
+
 fn store(context: &Rc<TreeContext>, kinds: Vec<NodeKind>) -> gio::ListStore {
     let store = gio::ListStore::new::<glib::BoxedAnyObject>();
     let items: Vec<glib::BoxedAnyObject> = kinds
@@ -88,6 +101,10 @@ pub fn node_of(row: &glib::Object) -> Option<Node> {
 pub struct DeviceList {
     pub view: gtk::ListView,
     pub selection: gtk::SingleSelection,
+    /// What the models are built from; kept while only the filter changes.
+    context: RefCell<Option<Rc<TreeContext>>>,
+    tree: RefCell<Option<gtk::TreeListModel>>,
+    roots: RefCell<Option<gtk::FilterListModel>>,
     on_select: Rc<dyn Fn(Option<Selection>, bool)>,
     quiet: Rc<RefCell<bool>>,
 }
@@ -170,29 +187,119 @@ impl DeviceList {
         DeviceList {
             view,
             selection,
+            context: RefCell::new(None),
+            tree: RefCell::new(None),
+            roots: RefCell::new(None),
             on_select,
             quiet,
         }
     }
 
     /// Show a topology in a view mode through a filter, keeping the selection
-    /// when it still shows. Returns the number of rows.
-    pub fn show(&self, topology: Arc<Topology>, mode: ViewMode, filter: &Filter) -> u32 {
-        let previous = self
-            .selection
-            .selected_item()
-            .and_then(|o| node_of(&o))
-            .map(|n| n.selection());
-        let shape = TreeShape::new(&topology, filter);
-        let context = Rc::new(TreeContext {
-            topology,
-            shape,
-            mode,
-        });
-        let roots = store(&context, context.shape.roots(mode));
+    /// when it still shows. Returns the number of functions that match.
+    ///
+    /// A new filter on the same topology and mode only refilters the models:
+    /// rows that stay keep their widgets (rebuilding costs a few hundred row
+    /// binds, a visible stall on big hosts).
+    pub fn show(&self, topology: Arc<Topology>, mode: ViewMode, filter: &Filter) -> usize {
+        let previous = self.selected();
+        let reuse = self
+            .context
+            .borrow()
+            .as_ref()
+            .filter(|c| Arc::ptr_eq(&c.topology, &topology) && c.mode == mode)
+            .cloned();
         // Groups are small: open them all. The bus tree opens fully only when
         // searching, so a match is never hidden in a closed branch.
         let autoexpand = mode == ViewMode::Groups || !filter.is_empty();
+        *self.quiet.borrow_mut() = true;
+        match reuse {
+            Some(context) => {
+                *context.filtered.borrow_mut() = TreeShape::new(&context.topology, filter);
+                let tree = self
+                    .tree
+                    .borrow()
+                    .clone()
+                    .expect("a model with the context");
+                tree.set_autoexpand(autoexpand);
+                context.filter.changed(gtk::FilterChange::Different);
+            }
+            None => {
+                let tree = self.build(topology, mode, filter, autoexpand);
+                self.selection.set_model(Some(&tree));
+            }
+        }
+        let roots = self.roots.borrow().clone();
+        match roots.filter(|r| r.pending() > 0) {
+            // Filtering in batches: restore the selection once it is done.
+            Some(roots) => {
+                let handler: Rc<RefCell<Option<glib::SignalHandlerId>>> = Rc::default();
+                let slot = handler.clone();
+                let list = self.clone_parts();
+                let id = roots.connect_pending_notify(move |roots| {
+                    if roots.pending() == 0 {
+                        list.restore(previous);
+                        if let Some(id) = slot.borrow_mut().take() {
+                            roots.disconnect(id);
+                        }
+                    }
+                });
+                *handler.borrow_mut() = Some(id);
+            }
+            None => self.clone_parts().restore(previous),
+        }
+        let matches = self
+            .context
+            .borrow()
+            .as_ref()
+            .map_or(0, |c| c.filtered.borrow().matches());
+        matches
+    }
+
+    fn clone_parts(&self) -> Restorer {
+        Restorer {
+            view: self.view.clone(),
+            selection: self.selection.clone(),
+            on_select: self.on_select.clone(),
+            quiet: self.quiet.clone(),
+        }
+    }
+
+    fn build(
+        &self,
+        topology: Arc<Topology>,
+        mode: ViewMode,
+        filter: &Filter,
+        autoexpand: bool,
+    ) -> gtk::TreeListModel {
+        let shape = TreeShape::new(&topology, &Filter::default());
+        let filtered = TreeShape::new(&topology, filter);
+        let custom = gtk::CustomFilter::new(|_| true);
+        let context = Rc::new(TreeContext {
+            topology,
+            shape,
+            filtered: RefCell::new(filtered),
+            mode,
+            filter: custom.clone(),
+        });
+        // The filter asks the context, which owns the filter: a weak link.
+        let weak = Rc::downgrade(&context);
+        custom.set_filter_func(move |item| {
+            let Some(context) = weak.upgrade() else {
+                return false;
+            };
+            let Some(item) = item.downcast_ref::<glib::BoxedAnyObject>() else {
+                return false;
+            };
+            let kind = item.borrow::<Node>().kind;
+            let visible = context.filtered.borrow().visible(context.mode, kind);
+            visible
+        });
+        let roots = level(&context, context.shape.roots(mode));
+        // Thousands of rows (SR-IOV hosts): filter in idle batches so typing
+        // never blocks the main loop for long.
+        roots.set_incremental(roots.model().map_or(0, |m| m.n_items()) > INCREMENTAL_ABOVE);
+        let roots_model = roots.clone();
         let tree = gtk::TreeListModel::new(roots, false, autoexpand, move |item| {
             let item = item.downcast_ref::<glib::BoxedAnyObject>()?;
             let node = item.borrow::<Node>();
@@ -200,25 +307,64 @@ impl DeviceList {
             if children.is_empty() {
                 None
             } else {
-                Some(store(&node.context, children).upcast())
+                Some(level(&node.context, children).upcast())
             }
         });
+        *self.context.borrow_mut() = Some(context);
+        *self.tree.borrow_mut() = Some(tree.clone());
+        *self.roots.borrow_mut() = Some(roots_model);
+        tree
+    }
 
+    fn selected(&self) -> Option<Selection> {
+        self.selection
+            .selected_item()
+            .and_then(|o| node_of(&o))
+            .map(|n| n.selection())
+    }
+
+    fn position_of(&self, wanted: Selection) -> Option<u32> {
+        position_in(&self.selection, wanted)
+    }
+
+    /// Select the row of this node if it shows; returns whether it did.
+    pub fn select(&self, wanted: Selection) -> bool {
+        let Some(position) = self.position_of(wanted) else {
+            return false;
+        };
+        self.selection.set_selected(position);
+        let _ = self
+            .view
+            .activate_action("list.scroll-to-item", Some(&position.to_variant()));
+        true
+    }
+
+    /// Every row's node, top to bottom (for tests and screen readers' sake).
+    pub fn nodes(&self) -> Vec<Node> {
+        let Some(model) = self.selection.model() else {
+            return Vec::new();
+        };
+        (0..model.n_items())
+            .filter_map(|i| model.item(i).and_then(|o| node_of(&o)))
+            .collect()
+    }
+}
+
+/// What restoring the selection after a (possibly batched) filter needs.
+struct Restorer {
+    view: gtk::ListView,
+    selection: gtk::SingleSelection,
+    on_select: Rc<dyn Fn(Option<Selection>, bool)>,
+    quiet: Rc<RefCell<bool>>,
+}
+
+impl Restorer {
+    /// Select `previous` again if it shows, quietly, then report the selection.
+    fn restore(&self, previous: Option<Selection>) {
+        let position = previous
+            .and_then(|p| position_in(&self.selection, p))
+            .unwrap_or(gtk::INVALID_LIST_POSITION);
         *self.quiet.borrow_mut() = true;
-        self.selection.set_model(Some(&tree));
-        let mut position = gtk::INVALID_LIST_POSITION;
-        if let Some(previous) = previous {
-            for i in 0..tree.n_items() {
-                let found = tree
-                    .item(i)
-                    .and_then(|o| node_of(&o))
-                    .is_some_and(|n| n.selection() == previous);
-                if found {
-                    position = i;
-                    break;
-                }
-            }
-        }
         self.selection.set_selected(position);
         *self.quiet.borrow_mut() = false;
         let now = self
@@ -232,39 +378,18 @@ impl DeviceList {
                 .view
                 .activate_action("list.scroll-to-item", Some(&position.to_variant()));
         }
-        tree.n_items()
     }
+}
 
-    /// Select the row of this node if it shows; returns whether it did.
-    pub fn select(&self, wanted: Selection) -> bool {
-        let Some(model) = self.selection.model() else {
-            return false;
-        };
-        for i in 0..model.n_items() {
-            if model
-                .item(i)
-                .and_then(|o| node_of(&o))
-                .is_some_and(|n| n.selection() == wanted)
-            {
-                self.selection.set_selected(i);
-                let _ = self
-                    .view
-                    .activate_action("list.scroll-to-item", Some(&i.to_variant()));
-                return true;
-            }
-        }
-        false
-    }
-
-    /// Every row's node, top to bottom (for tests and screen readers' sake).
-    pub fn nodes(&self) -> Vec<Node> {
-        let Some(model) = self.selection.model() else {
-            return Vec::new();
-        };
-        (0..model.n_items())
-            .filter_map(|i| model.item(i).and_then(|o| node_of(&o)))
-            .collect()
-    }
+/// The row of a node in the list, if it shows.
+fn position_in(selection: &gtk::SingleSelection, wanted: Selection) -> Option<u32> {
+    let model = selection.model()?;
+    (0..model.n_items()).find(|&i| {
+        model
+            .item(i)
+            .and_then(|o| node_of(&o))
+            .is_some_and(|n| n.selection() == wanted)
+    })
 }
 
 fn row_widget() -> gtk::TreeExpander {
@@ -335,7 +460,6 @@ fn bind_row(item: &gtk::ListItem) {
     let (title_text, subtitle_text) = node.texts();
     title.set_text(&title_text);
     subtitle.set_text(&subtitle_text);
-    subtitle.set_tooltip_text(Some(&subtitle_text));
     while let Some(child) = badges.first_child() {
         badges.remove(&child);
     }
