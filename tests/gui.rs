@@ -171,6 +171,37 @@ fn desktop() {
     }
     w.screenshot("main-window");
 
+    // Open a ROM file for the selected card: the file chooser, then the verdict.
+    let open: gtk::Button = find_widget(&w.root(), &|x| {
+        x.downcast_ref::<gtk::Button>()
+            .and_then(|b| b.label())
+            .is_some_and(|l| l == "Open ROM _File…")
+    })
+    .and_downcast()
+    .expect("the Open ROM File button");
+    open.emit_clicked();
+    let chooser = || {
+        gtk::Window::list_toplevels()
+            .into_iter()
+            .find_map(|t| t.downcast::<gtk::FileChooserDialog>().ok())
+    };
+    assert!(pump_until(Duration::from_secs(5), || chooser().is_some()));
+    let dialog = chooser().unwrap();
+    let rom = Path::new("/usr/lib/ipxe/qemu/efi-e1000.rom");
+    dialog
+        .set_file(&gio::File::for_path(rom))
+        .expect("select the ROM");
+    // The chooser loads the folder before the selection holds.
+    assert!(pump_until(Duration::from_secs(5), || dialog
+        .file()
+        .and_then(|f| f.path())
+        .is_some_and(|p| p == rom)));
+    dialog.response(gtk::ResponseType::Accept);
+    let verdict = pump_until(Duration::from_secs(5), || {
+        w.details_text().contains("efi-e1000.rom: UEFI ROM present")
+    });
+    assert!(verdict, "{}", w.details_text());
+
     // The integrated GPU explains its findings in sentences.
     w.select(device("00:02.0"));
     let details = w.details_text();
@@ -255,6 +286,30 @@ fn desktop() {
             .any(|(_, sub)| sub.contains("00:19.0") && sub.contains("vfio-pci"))
     });
     assert!(followed, "the list did not follow the driver change");
+
+    // The About window, the preferences and the shortcuts exist.
+    assert!(w.window().help_overlay().is_some(), "a shortcuts window");
+    let app = relm4::main_application();
+    for (action, kind) in [
+        ("about", "AdwAboutWindow"),
+        ("preferences", "AdwPreferencesWindow"),
+    ] {
+        // The test's application is not registered: activate through the map.
+        app.lookup_action(action)
+            .unwrap_or_else(|| panic!("no action app.{action}"))
+            .activate(None);
+        let shown = pump_until(Duration::from_secs(5), || {
+            gtk::Window::list_toplevels()
+                .iter()
+                .any(|t| t.type_().name() == kind && t.is_visible())
+        });
+        assert!(shown, "app.{action} shows a {kind}");
+        for t in gtk::Window::list_toplevels() {
+            if t.type_().name() == kind {
+                t.downcast::<gtk::Window>().unwrap().destroy();
+            }
+        }
+    }
 
     // Every button that shows only an icon says what it does.
     let mut unlabelled = Vec::new();

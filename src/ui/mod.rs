@@ -138,12 +138,13 @@ pub fn run() -> ExitCode {
 pub fn set_help_overlay(window: &adw::ApplicationWindow) {
     let builder = gtk::Builder::new();
     builder.set_translation_domain(Some(config::GETTEXT_PACKAGE));
-    if builder
-        .add_from_string(include_str!("../../data/resources/shortcuts.ui"))
-        .is_ok()
-    {
-        let overlay = builder.object::<gtk::ShortcutsWindow>("help_overlay");
-        window.set_help_overlay(overlay.as_ref());
+    match builder.add_from_string(include_str!("../../data/resources/shortcuts.ui")) {
+        Ok(()) => {
+            let overlay = builder.object::<gtk::ShortcutsWindow>("help_overlay");
+            window.set_help_overlay(overlay.as_ref());
+        }
+        // A broken built-in file is a bug: say so, and run without the window.
+        Err(e) => glib::g_warning!("traspaso", "shortcuts.ui: {e}"),
     }
 }
 

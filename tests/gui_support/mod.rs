@@ -44,6 +44,7 @@ pub fn headless(program: &Path) -> Command {
 /// Set up translations, GTK and libadwaita in this process, animations off.
 pub fn init_gtk() {
     traspaso::i18n::init();
+    glib::set_application_name("Traspaso");
     gtk::init().expect("GTK needs a display");
     adw::init().expect("libadwaita");
     if let Some(settings) = gtk::Settings::default() {
