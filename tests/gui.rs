@@ -457,7 +457,7 @@ fn spanish() {
     assert!(shared.starts_with("Compartido por"), "{shared}");
     w.select(device("01:00.0"));
     let details = w.details_text();
-    for expected in ["Ceder a una máquina virtual", "Atributos", "ROM opcional"] {
+    for expected in ["Cesión a una máquina virtual", "Atributos", "ROM opcional"] {
         assert!(details.contains(expected), "{expected:?} in:\n{details}");
     }
     w.screenshot("main-window-es");
@@ -471,7 +471,7 @@ fn spanish() {
     let mut texts = Vec::new();
     collect_labels(&w.root(), &mut texts);
     assert!(
-        texts.iter().any(|t| t == "El IOMMU está desactivado"),
+        texts.iter().any(|t| t == "La IOMMU está desactivada"),
         "{texts:?}"
     );
     w.screenshot("iommu-off-es");
