@@ -17,6 +17,8 @@ use crate::capture::{self, CaptureOptions};
 use crate::host::{is_root, HostRoot};
 use crate::i18n::{gettext, gettext_f, ngettext_f};
 use crate::pci::PciAddress;
+use crate::readiness::{self, HostFacts, Readiness};
+use crate::report;
 use crate::rom::{self, Rom};
 use crate::topology::{Finding, PciDevice, ScanError, ScanOptions, Severity, Topology};
 
@@ -151,6 +153,21 @@ fn command() -> Command {
                         .help(gettext("Read the ROM of this PCI function (needs root)")),
                 ),
         )
+        .subcommand(sub(
+            "check",
+            gettext("Check whether this computer can give a GPU to a virtual machine"),
+        ))
+        .subcommand(
+            sub("report", gettext("A compatibility report to share: hardware, groups, checks"))
+                .arg(
+                    Arg::new("format")
+                        .long("format")
+                        .value_name(gettext("FORMAT"))
+                        .value_parser(["markdown", "json"])
+                        .default_value("markdown")
+                        .help(gettext("markdown (default) or json")),
+                ),
+        )
         .subcommand(
             sub("capture", gettext("Copy what Traspaso reads from this host into a directory"))
                 .arg(
@@ -248,6 +265,8 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
         "topology" => topology(&globals, sub),
         "rom" => rom_command(&globals, sub),
         "capture" => capture_command(&globals, sub),
+        "check" => check_command(&globals),
+        "report" => report_command(&globals, sub),
         _ => Err(CliError::new(Exit::BadInput, gettext("Unknown command"))),
     };
     match result {
@@ -328,6 +347,66 @@ fn topology(globals: &Globals, args: &ArgMatches) -> CliResult {
         return print_json(&topology);
     }
     print_out(&render_topology(&topology));
+    Ok(())
+}
+
+/// Scan and check the host.
+fn assess_host(globals: &Globals) -> Result<(HostFacts, Topology, Readiness), CliError> {
+    let (host, topology) = load_topology(globals, false)?;
+    let facts = readiness::gather(&host).map_err(|e| read_failure(&host, e.to_string()))?;
+    let result = readiness::assess(&facts, &topology);
+    Ok((facts, topology, result))
+}
+
+fn check_command(globals: &Globals) -> CliResult {
+    let (_, _, result) = assess_host(globals)?;
+    if globals.json {
+        return print_json(&result);
+    }
+    print_out(&render_checks(&result));
+    Ok(())
+}
+
+fn status_mark(status: readiness::Status) -> &'static str {
+    match status {
+        readiness::Status::Pass => "✔",
+        readiness::Status::Warn => "!",
+        readiness::Status::Fail => "✘",
+        readiness::Status::Unknown => "?",
+    }
+}
+
+/// The checks for people: a mark, the title and what was seen; why and what
+/// to do for anything that is not a pass.
+pub fn render_checks(result: &Readiness) -> String {
+    let mut out = String::new();
+    for c in &result.checks {
+        out.push_str(&format!(
+            "{} {}: {}\n",
+            status_mark(c.status),
+            readiness::title(c.id),
+            c.seen
+        ));
+        if c.status != readiness::Status::Pass {
+            out.push_str(&format!("    {}\n", c.why));
+        }
+        if !c.next.is_empty() {
+            out.push_str(&format!("    → {}\n", c.next));
+        }
+    }
+    out.push('\n');
+    out.push_str(&result.summary);
+    out
+}
+
+fn report_command(globals: &Globals, args: &ArgMatches) -> CliResult {
+    let (facts, topology, result) = assess_host(globals)?;
+    let report = report::build(&facts, &topology, &result);
+    let json = globals.json || args.get_one::<String>("format").map(String::as_str) == Some("json");
+    if json {
+        return print_json(&report);
+    }
+    print_out(report::markdown(&report).trim_end());
     Ok(())
 }
 

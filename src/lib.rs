@@ -19,6 +19,8 @@ pub mod fixture;
 pub mod host;
 pub mod i18n;
 pub mod pci;
+pub mod readiness;
+pub mod report;
 pub mod rom;
 pub mod samples;
 pub mod topology;

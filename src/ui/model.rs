@@ -477,11 +477,11 @@ pub fn rom_text(verdict: Option<&RomVerdict>, has_rom: bool) -> (String, String)
     match verdict {
         None if !has_rom => (
             gettext("No option ROM"),
-            gettext("The device exposes no ROM. A GPU without one needs a ROM file given to the VM, or the host's firmware must have initialised it."),
+            gettext("The device exposes no ROM. A GPU without one needs a ROM file passed to the VM, unless the host's firmware has initialised it."),
         ),
         None => (
             gettext("Not read yet"),
-            gettext("Reading a ROM from the device needs administrator rights. Open a ROM file saved from this card to check it."),
+            gettext("Reading a ROM from the device needs root. Open a ROM file saved from this card to check it."),
         ),
         Some(RomVerdict::Read {
             shadow_copy: true, ..
@@ -523,7 +523,7 @@ pub fn move_plan(topology: &Topology, device: &PciDevice) -> Vec<String> {
     };
     if device.bridge {
         return vec![gettext(
-            "Bridges stay with the host; the devices behind them can move.",
+            "Bridges stay with the host; the devices behind them can go to a VM.",
         )];
     }
     let mut out = Vec::new();
