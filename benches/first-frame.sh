@@ -22,7 +22,7 @@ if [ -z "${FIRST_FRAME_INNER:-}" ]; then
     exec xvfb-run -a -s '-screen 0 1280x800x24' dbus-run-session -- "$0" "$@"
 fi
 
-export GSK_RENDERER=cairo NO_AT_BRIDGE=1 TRASPASO_QUIET=1
+export GSK_RENDERER=cairo NO_AT_BRIDGE=1 TRASPASO_QUIET=1 TRASPASO_NO_WIZARD=1
 target=${CARGO_TARGET_DIR:-target}/release
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -46,6 +46,9 @@ pub struct Check {
     pub why: String,
     /// The exact next step (empty when there is nothing to do).
     pub next: String,
+    /// A shell command that does the next step, to copy (boot configuration).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub command: Option<String>,
 }
 
 /// A display device as the GPU check sees it.
@@ -510,6 +513,7 @@ fn check(id: &'static str, status: Status, seen: String, why: String, next: Stri
         seen,
         why,
         next,
+        command: None,
     }
 }
 
@@ -883,13 +887,16 @@ pub fn assess(facts: &HostFacts, topology: &Topology) -> Readiness {
             why_boot,
             String::new(),
         ),
-        (false, Some(loader)) => check(
-            "bootloader",
-            Status::Warn,
-            gettext_f("{loader} sets the kernel command line; it lacks {flags}.", &[("loader", loader.name()), ("flags", &flags.join(" "))]),
-            why_boot,
-            gettext_f("Run this, then restart: {command}", &[("command", &loader.command(&flags))]),
-        ),
+        (false, Some(loader)) => Check {
+            command: Some(loader.command(&flags)),
+            ..check(
+                "bootloader",
+                Status::Warn,
+                gettext_f("{loader} sets the kernel command line; it lacks {flags}.", &[("loader", loader.name()), ("flags", &flags.join(" "))]),
+                why_boot,
+                gettext_f("Run this, then restart: {command}", &[("command", &loader.command(&flags))]),
+            )
+        },
         (false, None) => check(
             "bootloader",
             Status::Unknown,

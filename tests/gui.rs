@@ -52,12 +52,14 @@ fn run_all() -> ExitCode {
     assert!(status.success());
 
     let me = std::env::current_exe().expect("own path");
-    let scenarios: [(&str, &[(&str, &str)]); 6] = [
+    let scenarios: [(&str, &[(&str, &str)]); 8] = [
         ("desktop", &[]),
         ("iommu-off", &[]),
         ("errors", &[]),
         ("samples", &[]),
         ("spanish", &[("LANGUAGE", "es")]),
+        ("wizard", &[]),
+        ("wizard-es", &[("LANGUAGE", "es")]),
         (
             "settings",
             &[
@@ -115,6 +117,8 @@ fn run_scenario(name: &str) {
         "samples" => samples(),
         "spanish" => spanish(),
         "settings" => settings(),
+        "wizard" => wizard(false),
+        "wizard-es" => wizard(true),
         other => panic!("unknown scenario {other}"),
     }
 }
@@ -503,5 +507,131 @@ fn settings() {
             .any(|n| matches!(n.selection(), Selection::Group(_))),
         "the second window starts in the bus view"
     );
+    w.close();
+}
+
+/// Walk the setup wizard page by page on the sample desktop, its kernel
+/// command line without iommu=pt so the "Prepare" page has a command.
+fn wizard(spanish: bool) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("data/samples/ivy-bridge-desktop.host"))
+        .unwrap()
+        .replace(" iommu=pt", "")
+        .replace("quiet intel_iommu=on iommu=pt", "quiet intel_iommu=on");
+    let spec = traspaso::fixture::HostSpec::parse(&text).unwrap();
+    let parent = tempfile::tempdir().unwrap();
+    let path = parent.path().join("ivy-bridge-desktop");
+    spec.write(&path).unwrap();
+    let w = Window::open(Source::Captured(path));
+    w.wait_page("browse");
+    w.action("wizard", None);
+    let find = || {
+        gtk::Window::list_toplevels()
+            .into_iter()
+            .filter_map(|t| t.downcast::<gtk::Window>().ok())
+            .find(|t| {
+                t.is_visible()
+                    && find_widget(t.upcast_ref(), &|x| x.widget_name() == "wizard-pages").is_some()
+            })
+    };
+    assert!(pump_until(Duration::from_secs(5), || find().is_some()), "the wizard opens");
+    let wizard = find().unwrap();
+    let pages: gtk::Stack = find_widget(wizard.upcast_ref(), &|x| x.widget_name() == "wizard-pages")
+        .and_downcast()
+        .unwrap();
+    let next: gtk::Button = find_widget(wizard.upcast_ref(), &|x| x.widget_name() == "wizard-next")
+        .and_downcast()
+        .unwrap();
+    let lang = if spanish { "-es" } else { "" };
+    let visible = |pages: &gtk::Stack| texts(&pages.visible_child().unwrap());
+    let expect = |english: &[&str], spanish_words: &[&str]| -> Vec<String> {
+        if spanish { spanish_words } else { english }
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+
+    let steps: [(&str, Vec<String>); 5] = [
+        ("welcome", expect(&["Welcome to Traspaso"], &["Bienvenido a Traspaso"])),
+        (
+            "hardware",
+            expect(
+                &["Your Hardware", "IOMMU in the firmware", "The firmware provides the DMAR table."],
+                &["Su hardware", "IOMMU en el firmware"],
+            ),
+        ),
+        (
+            "gpu",
+            expect(
+                &["Choose the GPU for the VM", "GM206 [GeForce GTX 950]", "You can give"],
+                &["GM206 [GeForce GTX 950]"],
+            ),
+        ),
+        (
+            "prepare",
+            expect(
+                &["Prepare the Host", "Boot configuration", "sudo sed -i 's/^GRUB_CMDLINE_LINUX_DEFAULT=\"/&iommu=pt /' /etc/default/grub && sudo update-grub"],
+                &["sudo sed -i 's/^GRUB_CMDLINE_LINUX_DEFAULT=\"/&iommu=pt /' /etc/default/grub && sudo update-grub"],
+            ),
+        ),
+        ("done", expect(&["Done", "Share What You Found", "Passthrough mode"], &["Listo"])),
+    ];
+    for (i, (name, words)) in steps.iter().enumerate() {
+        assert!(
+            pump_until(Duration::from_secs(3), || pages.visible_child_name().as_deref() == Some(*name)),
+            "page {i} is {name}, not {:?}",
+            pages.visible_child_name()
+        );
+        let shown = visible(&pages);
+        for word in words {
+            assert!(shown.contains(word.as_str()), "{name}: {word:?} in:\n{shown}");
+        }
+        if *name == "gpu" {
+            // The GTX 950 is chosen; the integrated boot GPU cannot be.
+            let radios = {
+                let mut found = Vec::new();
+                fn walk(w: &gtk::Widget, out: &mut Vec<gtk::CheckButton>) {
+                    if let Some(b) = w.downcast_ref::<gtk::CheckButton>() {
+                        out.push(b.clone());
+                    }
+                    let mut c = w.first_child();
+                    while let Some(x) = c {
+                        walk(&x, out);
+                        c = x.next_sibling();
+                    }
+                }
+                walk(&pages.visible_child().unwrap(), &mut found);
+                found
+            };
+            assert_eq!(radios.len(), 2);
+            assert_eq!(radios.iter().filter(|r| r.is_active()).count(), 1);
+            assert!(radios.iter().any(|r| !r.is_sensitive()), "the boot GPU is not selectable");
+        }
+        screenshot(&wizard, &format!("wizard-{}{lang}", i + 1));
+        if *name == "done" {
+            // Copy the report: the clipboard holds it.
+            let copy: gtk::Button = find_widget(wizard.upcast_ref(), &|x| {
+                x.downcast_ref::<gtk::Button>()
+                    .and_then(|b| b.label())
+                    .is_some_and(|l| l == "_Copy Report" || l == "_Copiar el informe" || l.contains("Copi"))
+            })
+            .and_downcast()
+            .expect("the copy button");
+            copy.emit_clicked();
+            let clipboard = gtk::gdk::Display::default().unwrap().clipboard();
+            let text = std::rc::Rc::new(std::cell::RefCell::new(None::<String>));
+            let slot = text.clone();
+            clipboard.read_text_async(None::<&gio::Cancellable>, move |r| {
+                *slot.borrow_mut() = Some(r.ok().flatten().map(|s| s.to_string()).unwrap_or_default());
+            });
+            assert!(pump_until(Duration::from_secs(3), || text.borrow().is_some()));
+            let report = text.borrow().clone().unwrap();
+            assert!(report.starts_with("# "), "{report}");
+            assert!(report.contains("[10de:1402]"), "{report}");
+        }
+        next.emit_clicked();
+    }
+    // Done closes the wizard, and it will not open by itself again.
+    assert!(pump_until(Duration::from_secs(3), || find().is_none()), "the wizard closes");
     w.close();
 }

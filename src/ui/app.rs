@@ -17,10 +17,12 @@ use super::details::{Details, DetailsMsg, DetailsOutput};
 use super::model::{self, Filter, ViewMode};
 use super::settings::Settings;
 use super::tree::{DeviceList, Selection};
+use super::wizard::{Wizard, WizardInit, WizardOutput};
 use crate::host::HostRoot;
 use crate::i18n::{gettext, gettext_f, ngettext_f};
 use crate::samples::{Sample, SampleHost, SAMPLES};
 use crate::topology::{self, ScanOptions, Topology};
+use crate::{readiness, report};
 
 /// What the window shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,7 +55,28 @@ impl AppInit {
     }
 }
 
-type LoadResult = Result<(Arc<OpenHost>, Topology, Bindings), String>;
+/// A loaded host: the scan, the driver snapshot for polling, and the
+/// readiness checks (absent if the host's files could not be read).
+pub struct Loaded {
+    open: Arc<OpenHost>,
+    topology: Topology,
+    bindings: Bindings,
+    assessment: Option<Arc<Assessment>>,
+}
+
+impl std::fmt::Debug for Loaded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Loaded({:?})", self.open)
+    }
+}
+
+/// What the readiness checks read and concluded.
+pub struct Assessment {
+    pub facts: readiness::HostFacts,
+    pub readiness: Arc<readiness::Readiness>,
+}
+
+type LoadResult = Result<Loaded, String>;
 
 /// The first scan of the host, run on its own thread while GTK starts, so
 /// the first frame can already show the devices.
@@ -165,6 +188,8 @@ pub struct App {
     announce_change: bool,
     /// The open file dialog: GTK does not keep native dialogs alive.
     dialog: Option<gtk::FileChooserNative>,
+    assessment: Option<Arc<Assessment>>,
+    wizard: Option<Controller<Wizard>>,
 }
 
 #[derive(Debug)]
@@ -185,18 +210,23 @@ pub enum AppMsg {
     NavigateBack,
     ShowPreferences,
     ShowAbout,
+    ShowWizard,
+    WizardFinished,
+    SaveReport,
+    ReportSaved(Result<String, String>),
 }
 
 #[derive(Debug)]
 pub enum AppCmd {
     Loaded {
         generation: u64,
-        result: Result<(Arc<OpenHost>, Topology, Bindings), String>,
+        result: LoadResult,
     },
     Polled {
         generation: u64,
         changed: bool,
     },
+    Saved(Result<String, String>),
 }
 
 fn load(source: Source, pci_ids: Option<PathBuf>) -> LoadResult {
@@ -213,7 +243,16 @@ fn load(source: Source, pci_ids: Option<PathBuf>) -> LoadResult {
     let topology = Topology::load(open.host(), pci_ids.as_deref(), ScanOptions::default())
         .map_err(|e| e.to_string())?;
     let bindings = topology::bindings(open.host()).unwrap_or_default();
-    Ok((Arc::new(open), topology, bindings))
+    let assessment = readiness::gather(open.host()).ok().map(|facts| {
+        let readiness = Arc::new(readiness::assess(&facts, &topology));
+        Arc::new(Assessment { facts, readiness })
+    });
+    Ok(Loaded {
+        open: Arc::new(open),
+        topology,
+        bindings,
+        assessment,
+    })
 }
 
 impl App {
@@ -237,15 +276,56 @@ impl App {
         });
     }
 
+    /// On the first start, on this computer, the wizard opens by itself.
+    fn maybe_open_wizard(&self, sender: &ComponentSender<Self>) {
+        let first_start = !self.settings.boolean("wizard-done", false);
+        let allowed = std::env::var_os("TRASPASO_NO_WIZARD").is_none();
+        if first_start && allowed && self.source == Source::Live && self.assessment.is_some() {
+            sender.input(AppMsg::ShowWizard);
+        }
+    }
+
+    fn report_markdown(&self) -> Option<String> {
+        let (assessment, topology) = (self.assessment.as_ref()?, self.topology.as_ref()?);
+        let report = report::build(&assessment.facts, topology, &assessment.readiness);
+        Some(report::markdown(&report))
+    }
+
+    fn show_wizard(&mut self, root: &adw::ApplicationWindow, sender: &ComponentSender<Self>) {
+        if let Some(wizard) = &self.wizard {
+            wizard.widget().present();
+            return;
+        }
+        let (Some(assessment), Some(report)) = (self.assessment.clone(), self.report_markdown())
+        else {
+            toast(root, &gettext("The checks could not read this host."));
+            return;
+        };
+        let wizard = Wizard::builder()
+            .transient_for(root)
+            .launch(WizardInit {
+                readiness: assessment.readiness.clone(),
+                report,
+            })
+            .forward(sender.input_sender(), |out| match out {
+                WizardOutput::Finished => AppMsg::WizardFinished,
+                WizardOutput::Toast(t) => AppMsg::Toast(t),
+                WizardOutput::SaveReport => AppMsg::SaveReport,
+            });
+        wizard.widget().present();
+        self.wizard = Some(wizard);
+    }
+
     /// Take a finished load: the host, the topology and the page to show.
     fn loaded(&mut self, result: LoadResult) {
         self.loading = false;
         match result {
-            Ok((open, topology, bindings)) => {
-                let iommu = topology.iommu_enabled;
-                self.open_host = Some(open);
-                self.bindings = Some(bindings);
-                self.topology = Some(Arc::new(topology));
+            Ok(loaded) => {
+                let iommu = loaded.topology.iommu_enabled;
+                self.open_host = Some(loaded.open);
+                self.bindings = Some(loaded.bindings);
+                self.assessment = loaded.assessment;
+                self.topology = Some(Arc::new(loaded.topology));
                 self.page = if iommu || self.browse_anyway {
                     Page::Browse
                 } else {
@@ -637,6 +717,8 @@ impl Component for App {
             announce_load: false,
             announce_change: false,
             dialog: None,
+            assessment: None,
+            wizard: None,
         };
         let widgets = view_output!();
 
@@ -692,8 +774,12 @@ impl Component for App {
         match model.init.preload.take_if_finished() {
             Some(result) => {
                 model.generation = 1;
+                let ok = result.is_ok();
                 model.loaded(result);
                 super::first_frame_probe(&root);
+                if ok {
+                    model.maybe_open_wizard(&sender);
+                }
             }
             None => model.start_load(&sender),
         }
@@ -812,6 +898,29 @@ impl Component for App {
             }
             AppMsg::ShowPreferences => super::preferences::show(root, &self.settings),
             AppMsg::ShowAbout => super::show_about(root),
+            AppMsg::ShowWizard => self.show_wizard(root, &sender),
+            AppMsg::WizardFinished => {
+                self.settings.set_boolean("wizard-done", true);
+                if let Some(wizard) = self.wizard.take() {
+                    wizard.widget().destroy();
+                }
+            }
+            AppMsg::SaveReport => {
+                if let Some(report) = self.report_markdown() {
+                    let parent = self
+                        .wizard
+                        .as_ref()
+                        .map(|w| w.widget().clone().upcast::<gtk::Window>())
+                        .unwrap_or_else(|| root.clone().upcast());
+                    self.dialog = Some(save_report_dialog(&parent, report, &sender));
+                } else {
+                    toast(root, &gettext("There is nothing to report yet."));
+                }
+            }
+            AppMsg::ReportSaved(result) => match result {
+                Ok(path) => toast(root, &gettext_f("Report saved to {path}", &[("path", &path)])),
+                Err(e) => toast(root, &e),
+            },
         }
     }
 
@@ -831,7 +940,11 @@ impl Component for App {
                 self.announce_change = false;
                 self.announce_load = false;
                 super::first_frame_probe(root);
+                if ok && generation == 1 {
+                    self.maybe_open_wizard(&sender);
+                }
             }
+            AppCmd::Saved(result) => sender.input(AppMsg::ReportSaved(result)),
             AppCmd::Polled {
                 generation,
                 changed,
@@ -887,6 +1000,10 @@ fn sync_filter_widgets(root: &adw::ApplicationWindow) {
 
 fn main_menu() -> gio::Menu {
     let menu = gio::Menu::new();
+    let setup = gio::Menu::new();
+    setup.append(Some(&gettext("Set Up _Passthrough…")), Some("win.wizard"));
+    setup.append(Some(&gettext("_Share Report…")), Some("win.share-report"));
+    menu.append_section(None, &setup);
     let host = gio::Menu::new();
     host.append(Some(&gettext("_Reload")), Some("win.refresh"));
     let samples = gio::Menu::new();
@@ -984,6 +1101,16 @@ fn install_actions(
     this.connect_activate(move |_, _| s.input(AppMsg::Open(Source::Live)));
     add(&this);
 
+    let wizard = gio::SimpleAction::new("wizard", None);
+    let s = sender.clone();
+    wizard.connect_activate(move |_, _| s.input(AppMsg::ShowWizard));
+    add(&wizard);
+
+    let share = gio::SimpleAction::new("share-report", None);
+    let s = sender.clone();
+    share.connect_activate(move |_, _| s.input(AppMsg::SaveReport));
+    add(&share);
+
     let capture = gio::SimpleAction::new("open-capture", None);
     let s = sender.clone();
     capture.connect_activate(move |_, _| s.input(AppMsg::OpenCaptureDialog));
@@ -1035,6 +1162,45 @@ fn open_capture_dialog(
         if response == gtk::ResponseType::Accept {
             if let Some(path) = chooser.file().and_then(|f| f.path()) {
                 s.input(AppMsg::Open(Source::Captured(path)));
+            }
+        }
+        chooser.destroy();
+    });
+    chooser.show();
+    chooser
+}
+
+fn save_report_dialog(
+    parent: &gtk::Window,
+    report: String,
+    sender: &ComponentSender<App>,
+) -> gtk::FileChooserNative {
+    let chooser = gtk::FileChooserNative::new(
+        Some(&gettext("Save the Report")),
+        Some(parent),
+        gtk::FileChooserAction::Save,
+        Some(&gettext("_Save")),
+        Some(&gettext("_Cancel")),
+    );
+    chooser.set_modal(true);
+    chooser.set_current_name("traspaso-report.md");
+    let s = sender.clone();
+    chooser.connect_response(move |chooser, response| {
+        if response == gtk::ResponseType::Accept {
+            if let Some(path) = chooser.file().and_then(|f| f.path()) {
+                let report = report.clone();
+                s.spawn_oneshot_command(move || {
+                    AppCmd::Saved(
+                        std::fs::write(&path, report)
+                            .map(|()| path.display().to_string())
+                            .map_err(|e| {
+                                gettext_f(
+                                    "Could not save the report to {path}: {error}",
+                                    &[("path", &path.display().to_string()), ("error", &e.to_string())],
+                                )
+                            }),
+                    )
+                });
             }
         }
         chooser.destroy();

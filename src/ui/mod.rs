@@ -13,6 +13,7 @@ pub mod model;
 pub mod preferences;
 pub mod settings;
 pub mod tree;
+pub mod wizard;
 
 use std::ffi::OsString;
 use std::path::PathBuf;

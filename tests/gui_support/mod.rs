@@ -161,27 +161,7 @@ impl Window {
     }
 
     pub fn screenshot(&self, name: &str) {
-        let Some(dir) = std::env::var_os("TRASPASO_SCREENSHOTS") else {
-            return;
-        };
-        pump(Duration::from_millis(300));
-        let window = self.window();
-        let (w, h) = (window.width(), window.height());
-        let paintable = gtk::WidgetPaintable::new(Some(&window));
-        let snapshot = gtk::Snapshot::new();
-        paintable.snapshot(&snapshot, w as f64, h as f64);
-        let node = snapshot.to_node().expect("something was drawn");
-        let renderer = window
-            .native()
-            .and_then(|n| n.renderer())
-            .expect("a renderer");
-        let texture = renderer.render_texture(
-            &node,
-            Some(&gtk::graphene::Rect::new(0.0, 0.0, w as f32, h as f32)),
-        );
-        let path = PathBuf::from(dir).join(format!("{name}.png"));
-        texture.save_to_png(&path).expect("save the screenshot");
-        println!("saved {}", path.display());
+        screenshot(self.window().upcast_ref(), name);
     }
 
     pub fn close(self) {
@@ -268,4 +248,35 @@ impl HostDir {
 
 pub fn device(a: &str) -> Selection {
     Selection::Device(a.parse().unwrap())
+}
+
+/// Save a window as `TRASPASO_SCREENSHOTS/NAME.png`, when that is set.
+pub fn screenshot(window: &gtk::Window, name: &str) {
+    let Some(dir) = std::env::var_os("TRASPASO_SCREENSHOTS") else {
+        return;
+    };
+    pump(Duration::from_millis(300));
+    let (w, h) = (window.width(), window.height());
+    let paintable = gtk::WidgetPaintable::new(Some(window));
+    let snapshot = gtk::Snapshot::new();
+    paintable.snapshot(&snapshot, w as f64, h as f64);
+    let node = snapshot.to_node().expect("something was drawn");
+    let renderer = window
+        .native()
+        .and_then(|n| n.renderer())
+        .expect("a renderer");
+    let texture = renderer.render_texture(
+        &node,
+        Some(&gtk::graphene::Rect::new(0.0, 0.0, w as f32, h as f32)),
+    );
+    let path = PathBuf::from(dir).join(format!("{name}.png"));
+    texture.save_to_png(&path).expect("save the screenshot");
+    println!("saved {}", path.display());
+}
+
+/// Every label under `widget` that is showing, joined by newlines.
+pub fn texts(widget: &gtk::Widget) -> String {
+    let mut out = Vec::new();
+    collect_labels(widget, &mut out);
+    out.join("\n")
 }
