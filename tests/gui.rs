@@ -534,11 +534,15 @@ fn wizard(spanish: bool) {
                     && find_widget(t.upcast_ref(), &|x| x.widget_name() == "wizard-pages").is_some()
             })
     };
-    assert!(pump_until(Duration::from_secs(5), || find().is_some()), "the wizard opens");
+    assert!(
+        pump_until(Duration::from_secs(5), || find().is_some()),
+        "the wizard opens"
+    );
     let wizard = find().unwrap();
-    let pages: gtk::Stack = find_widget(wizard.upcast_ref(), &|x| x.widget_name() == "wizard-pages")
-        .and_downcast()
-        .unwrap();
+    let pages: gtk::Stack =
+        find_widget(wizard.upcast_ref(), &|x| x.widget_name() == "wizard-pages")
+            .and_downcast()
+            .unwrap();
     let next: gtk::Button = find_widget(wizard.upcast_ref(), &|x| x.widget_name() == "wizard-next")
         .and_downcast()
         .unwrap();
@@ -578,13 +582,19 @@ fn wizard(spanish: bool) {
     ];
     for (i, (name, words)) in steps.iter().enumerate() {
         assert!(
-            pump_until(Duration::from_secs(3), || pages.visible_child_name().as_deref() == Some(*name)),
+            pump_until(Duration::from_secs(3), || pages
+                .visible_child_name()
+                .as_deref()
+                == Some(*name)),
             "page {i} is {name}, not {:?}",
             pages.visible_child_name()
         );
         let shown = visible(&pages);
         for word in words {
-            assert!(shown.contains(word.as_str()), "{name}: {word:?} in:\n{shown}");
+            assert!(
+                shown.contains(word.as_str()),
+                "{name}: {word:?} in:\n{shown}"
+            );
         }
         if *name == "gpu" {
             // The GTX 950 is chosen; the integrated boot GPU cannot be.
@@ -605,7 +615,10 @@ fn wizard(spanish: bool) {
             };
             assert_eq!(radios.len(), 2);
             assert_eq!(radios.iter().filter(|r| r.is_active()).count(), 1);
-            assert!(radios.iter().any(|r| !r.is_sensitive()), "the boot GPU is not selectable");
+            assert!(
+                radios.iter().any(|r| !r.is_sensitive()),
+                "the boot GPU is not selectable"
+            );
         }
         screenshot(&wizard, &format!("wizard-{}{lang}", i + 1));
         if *name == "done" {
@@ -613,7 +626,9 @@ fn wizard(spanish: bool) {
             let copy: gtk::Button = find_widget(wizard.upcast_ref(), &|x| {
                 x.downcast_ref::<gtk::Button>()
                     .and_then(|b| b.label())
-                    .is_some_and(|l| l == "_Copy Report" || l == "_Copiar el informe" || l.contains("Copi"))
+                    .is_some_and(|l| {
+                        l == "_Copy Report" || l == "_Copiar el informe" || l.contains("Copi")
+                    })
             })
             .and_downcast()
             .expect("the copy button");
@@ -622,9 +637,12 @@ fn wizard(spanish: bool) {
             let text = std::rc::Rc::new(std::cell::RefCell::new(None::<String>));
             let slot = text.clone();
             clipboard.read_text_async(None::<&gio::Cancellable>, move |r| {
-                *slot.borrow_mut() = Some(r.ok().flatten().map(|s| s.to_string()).unwrap_or_default());
+                *slot.borrow_mut() =
+                    Some(r.ok().flatten().map(|s| s.to_string()).unwrap_or_default());
             });
-            assert!(pump_until(Duration::from_secs(3), || text.borrow().is_some()));
+            assert!(pump_until(Duration::from_secs(3), || text
+                .borrow()
+                .is_some()));
             let report = text.borrow().clone().unwrap();
             assert!(report.starts_with("# "), "{report}");
             assert!(report.contains("[10de:1402]"), "{report}");
@@ -632,6 +650,9 @@ fn wizard(spanish: bool) {
         next.emit_clicked();
     }
     // Done closes the wizard, and it will not open by itself again.
-    assert!(pump_until(Duration::from_secs(3), || find().is_none()), "the wizard closes");
+    assert!(
+        pump_until(Duration::from_secs(3), || find().is_none()),
+        "the wizard closes"
+    );
     w.close();
 }

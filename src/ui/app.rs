@@ -218,14 +218,8 @@ pub enum AppMsg {
 
 #[derive(Debug)]
 pub enum AppCmd {
-    Loaded {
-        generation: u64,
-        result: LoadResult,
-    },
-    Polled {
-        generation: u64,
-        changed: bool,
-    },
+    Loaded { generation: u64, result: LoadResult },
+    Polled { generation: u64, changed: bool },
     Saved(Result<String, String>),
 }
 
@@ -918,7 +912,10 @@ impl Component for App {
                 }
             }
             AppMsg::ReportSaved(result) => match result {
-                Ok(path) => toast(root, &gettext_f("Report saved to {path}", &[("path", &path)])),
+                Ok(path) => toast(
+                    root,
+                    &gettext_f("Report saved to {path}", &[("path", &path)]),
+                ),
                 Err(e) => toast(root, &e),
             },
         }
@@ -1196,7 +1193,10 @@ fn save_report_dialog(
                             .map_err(|e| {
                                 gettext_f(
                                     "Could not save the report to {path}: {error}",
-                                    &[("path", &path.display().to_string()), ("error", &e.to_string())],
+                                    &[
+                                        ("path", &path.display().to_string()),
+                                        ("error", &e.to_string()),
+                                    ],
                                 )
                             }),
                     )

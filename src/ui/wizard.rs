@@ -96,7 +96,11 @@ impl SimpleComponent for Wizard {
         }
     }
 
-    fn init(init: WizardInit, root: Self::Root, sender: ComponentSender<Self>) -> ComponentParts<Self> {
+    fn init(
+        init: WizardInit,
+        root: Self::Root,
+        sender: ComponentSender<Self>,
+    ) -> ComponentParts<Self> {
         let model = Wizard {
             page: 0,
             chosen: init
@@ -111,12 +115,19 @@ impl SimpleComponent for Wizard {
         let widgets = view_output!();
         let r = &model.readiness;
         widgets.pages.add_named(&welcome(r), Some(PAGES[0]));
-        widgets.pages.add_named(&scrolled(hardware(r)), Some(PAGES[1]));
         widgets
             .pages
-            .add_named(&scrolled(gpus(r, model.chosen.as_deref(), &sender)), Some(PAGES[2]));
-        widgets.pages.add_named(&scrolled(prepare(r, &sender)), Some(PAGES[3]));
-        widgets.pages.add_named(&scrolled(done(r, &sender)), Some(PAGES[4]));
+            .add_named(&scrolled(hardware(r)), Some(PAGES[1]));
+        widgets.pages.add_named(
+            &scrolled(gpus(r, model.chosen.as_deref(), &sender)),
+            Some(PAGES[2]),
+        );
+        widgets
+            .pages
+            .add_named(&scrolled(prepare(r, &sender)), Some(PAGES[3]));
+        widgets
+            .pages
+            .add_named(&scrolled(done(r, &sender)), Some(PAGES[4]));
         widgets.pages.set_visible_child_name(PAGES[0]);
         super::label_icon_buttons(root.upcast_ref());
         ComponentParts { model, widgets }
@@ -157,7 +168,10 @@ fn scrolled(content: gtk::Box) -> gtk::ScrolledWindow {
     content.set_margin_bottom(24);
     content.set_margin_start(12);
     content.set_margin_end(12);
-    let clamp = adw::Clamp::builder().maximum_size(560).child(&content).build();
+    let clamp = adw::Clamp::builder()
+        .maximum_size(560)
+        .child(&content)
+        .build();
     gtk::ScrolledWindow::builder()
         .hscrollbar_policy(gtk::PolicyType::Never)
         .child(&clamp)
@@ -359,7 +373,9 @@ fn prepare(r: &Readiness, sender: &ComponentSender<Wizard>) -> gtk::Box {
     if !any {
         let row = adw::ActionRow::new();
         row.set_title(&gettext("Nothing to change"));
-        row.set_subtitle(&gettext("The kernel command line already has what passthrough needs."));
+        row.set_subtitle(&gettext(
+            "The kernel command line already has what passthrough needs.",
+        ));
         row.add_prefix(&status_icon(Status::Pass));
         group.add(&row);
     }
@@ -378,10 +394,7 @@ fn done(r: &Readiness, sender: &ComponentSender<Wizard>) -> gtk::Box {
         &if remaining.is_empty() {
             gettext("Nothing remains: this computer is ready to give its GPU to a virtual machine.")
         } else {
-            gettext_f(
-                "{summary} What remains:",
-                &[("summary", &r.summary)],
-            )
+            gettext_f("{summary} What remains:", &[("summary", &r.summary)])
         },
     );
     if !remaining.is_empty() {
