@@ -1086,7 +1086,18 @@ fn gpu_check(topology: &Topology) -> (Check, Vec<GpuCandidate>) {
                     .trim_end()
                     .to_owned(),
                 )
-            } else if b.rom == "legacy-only" || b.rom == "none" {
+            } else if b.rom == "none" {
+                check(
+                    "gpu-candidates",
+                    Status::Warn,
+                    seen,
+                    why,
+                    format!(
+                        "{sentence} {}",
+                        gettext("It has no option ROM of its own, as is common for laptop GPUs: the VM needs the card's ROM as a file, usually taken from the system firmware.")
+                    ),
+                )
+            } else if b.rom == "legacy-only" {
                 check(
                     "gpu-candidates",
                     Status::Warn,
