@@ -371,8 +371,15 @@ pub fn capture(
         }
     }
     for name in host.read_dir_or_empty("/sys/class/iommu")? {
-        if let Some(resolved) = copier.copy_link(&Path::new("/sys/class/iommu").join(name))? {
-            copier.mkdir(&resolved)?;
+        let entry = Path::new("/sys/class/iommu").join(name);
+        match copier.copy_link(&entry) {
+            Ok(Some(resolved)) => copier.mkdir(&resolved)?,
+            Ok(None) => {}
+            // A capture (or a described host) may hold a directory, not a link.
+            Err(CaptureError::Host(e)) if matches!(e.problem, HostProblem::Io(libc::EINVAL)) => {
+                copier.mkdir(&entry)?
+            }
+            Err(e) => return Err(e),
         }
     }
     for module in MODULES {
