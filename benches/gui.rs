@@ -23,10 +23,13 @@ use traspaso::ui::Source;
 const INNER: &str = "TRASPASO_GUI_BENCH";
 
 fn main() -> ExitCode {
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this too,
+    // as a quick smoke run on a small host.
+    let bench = std::env::args().any(|a| a == "--bench");
     let functions: usize = std::env::args()
         .skip(1)
         .find_map(|a| a.parse().ok())
-        .unwrap_or(2048);
+        .unwrap_or(if bench { 2048 } else { 64 });
     if std::env::var_os(INNER).is_none() {
         let me = std::env::current_exe().expect("own path");
         let status = headless(&me)
