@@ -13,6 +13,7 @@ use clap::error::{ContextKind, ContextValue, ErrorKind};
 use clap::{Arg, ArgAction, ArgMatches, Command};
 use serde::Serialize;
 
+use crate::assign::{Direction, MoveError, Mover};
 use crate::capture::{self, CaptureOptions};
 use crate::host::{is_root, HostRoot};
 use crate::i18n::{gettext, gettext_f, ngettext_f};
@@ -153,6 +154,28 @@ fn command() -> Command {
                         .help(gettext("Read the ROM of this PCI function (needs root)")),
                 ),
         )
+        .subcommand(
+            sub("device", gettext("A device's IOMMU group: its state, or move it to a VM and back"))
+                .arg(
+                    Arg::new("action")
+                        .value_name(gettext("ACTION"))
+                        .value_parser(["status", "to-guest", "to-host"])
+                        .required(true)
+                        .help(gettext("status, to-guest (to vfio-pci) or to-host (back to its drivers)")),
+                )
+                .arg(
+                    Arg::new("address")
+                        .value_name(gettext("ADDRESS"))
+                        .required(true)
+                        .help(gettext("A PCI address such as 01:00.0 or 0000:01:00.0")),
+                )
+                .arg(
+                    Arg::new("force")
+                        .long("force")
+                        .action(ArgAction::SetTrue)
+                        .help(gettext("Move a GPU even while programs use it (never overrides other refusals)")),
+                ),
+        )
         .subcommand(sub(
             "check",
             gettext("Check whether this computer can give a GPU to a virtual machine"),
@@ -266,6 +289,7 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
         "rom" => rom_command(&globals, sub),
         "capture" => capture_command(&globals, sub),
         "check" => check_command(&globals),
+        "device" => device_command(&globals, sub),
         "report" => report_command(&globals, sub),
         _ => Err(CliError::new(Exit::BadInput, gettext("Unknown command"))),
     };
@@ -347,6 +371,160 @@ fn topology(globals: &Globals, args: &ArgMatches) -> CliResult {
         return print_json(&topology);
     }
     print_out(&render_topology(&topology));
+    Ok(())
+}
+
+fn move_error(e: MoveError) -> CliError {
+    let exit = match &e {
+        MoveError::Refused(_) | MoveError::IommuOff | MoveError::NoGroup(_) => Exit::Refused,
+        MoveError::UnknownDevice(_) => Exit::BadInput,
+        MoveError::NotRoot => Exit::NotAuthorised,
+        MoveError::Busy
+        | MoveError::Host(_)
+        | MoveError::Failed { .. }
+        | MoveError::BadJournal(_) => Exit::Failed,
+    };
+    CliError::new(exit, e.to_string())
+}
+
+/// The test seams of `assign`, only in builds made for fault injection.
+#[cfg(feature = "fault-injection")]
+fn seams(mover: &mut Mover) {
+    let number = |name: &str| std::env::var(name).ok();
+    mover.fail_at = number("TRASPASO_FAIL_AT_WRITE").and_then(|v| v.parse().ok());
+    mover.pause_at = number("TRASPASO_PAUSE_AT_WRITE").and_then(|v| {
+        let (n, ms) = v.split_once(':')?;
+        Some((
+            n.parse().ok()?,
+            std::time::Duration::from_millis(ms.parse().ok()?),
+        ))
+    });
+}
+
+#[cfg(not(feature = "fault-injection"))]
+fn seams(_: &mut Mover) {}
+
+fn device_command(globals: &Globals, args: &ArgMatches) -> CliResult {
+    let action = args
+        .get_one::<String>("action")
+        .map(String::as_str)
+        .unwrap_or("status");
+    let text = args
+        .get_one::<String>("address")
+        .map(String::as_str)
+        .unwrap_or("");
+    let address: PciAddress = text
+        .parse()
+        .map_err(|e: crate::pci::AddressError| CliError::new(Exit::BadInput, e.to_string()))?;
+    let host = open_root(globals)?;
+    let changes = action != "status";
+    if changes && host.is_live() && !is_root() {
+        return Err(CliError::new(
+            Exit::NotAuthorised,
+            gettext("Moving devices needs root: run this command with sudo (the helper that lets the app do it is not available yet)."),
+        ));
+    }
+    let mut mover = Mover::new(&host);
+    seams(&mut mover);
+    // One move at a time, and an interrupted one is finished first.
+    let _lock = if host.is_live() && is_root() {
+        let lock = mover.lock().map_err(move_error)?;
+        if let Some(restored) = mover.recover().map_err(move_error)? {
+            eprintln!(
+                "{}",
+                gettext_f(
+                    "An interrupted move was undone: {devices} are back on their previous drivers.",
+                    &[("devices", &restored.join(", "))]
+                )
+            );
+        }
+        Some(lock)
+    } else {
+        None
+    };
+    let (_, topology) = load_topology(globals, false)?;
+    if !changes {
+        let state = mover.status(&topology, &address).map_err(move_error)?;
+        if globals.json {
+            return print_json(&state);
+        }
+        let mut out = format!(
+            "{}: {}\n",
+            state.address,
+            state.driver.clone().unwrap_or_else(|| gettext("no driver"))
+        );
+        match state.iommu_group {
+            Some(g) => out.push_str(&gettext_f(
+                "IOMMU group {group}:",
+                &[("group", &g.to_string())],
+            )),
+            None => out.push_str(&gettext("No IOMMU group.")),
+        }
+        out.push('\n');
+        for m in &state.group {
+            out.push_str(&format!(
+                "  {} {}{}\n",
+                m.address,
+                m.driver.clone().unwrap_or_else(|| gettext("no driver")),
+                if m.bridge {
+                    format!(" ({})", gettext("bridge"))
+                } else {
+                    String::new()
+                }
+            ));
+        }
+        if state.vfio_node {
+            out.push_str(&gettext_f(
+                "/dev/vfio/{group} is ready for a VM.",
+                &[("group", &state.iommu_group.unwrap_or(0).to_string())],
+            ));
+        }
+        print_out(out.trim_end());
+        return Ok(());
+    }
+    let direction = if action == "to-guest" {
+        Direction::ToGuest
+    } else {
+        Direction::ToHost
+    };
+    let plan = mover
+        .plan(&topology, &address, direction)
+        .map_err(move_error)?;
+    mover
+        .check_safety(&topology, &plan, args.get_flag("force"))
+        .map_err(move_error)?;
+    if !host.is_live() {
+        return Err(CliError::new(
+            Exit::BadInput,
+            gettext("A captured host cannot be changed: the checks passed, nothing was moved."),
+        ));
+    }
+    let moved = mover.execute(&plan).map_err(move_error)?;
+    if globals.json {
+        let body = serde_json::json!({
+            "direction": plan.direction,
+            "group": plan.group,
+            "moved": moved.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+        });
+        return print_json(&body);
+    }
+    let names: Vec<String> = plan
+        .devices
+        .iter()
+        .filter(|d| moved.contains(&d.address))
+        .map(|d| d.name.clone())
+        .collect();
+    print_out(&match (direction, names.is_empty()) {
+        (_, true) => gettext("Nothing to do: the group is already there."),
+        (Direction::ToGuest, false) => gettext_f(
+            "Given to vfio-pci, ready for a VM: {devices}",
+            &[("devices", &names.join(", "))],
+        ),
+        (Direction::ToHost, false) => gettext_f(
+            "Back on the host's drivers: {devices}",
+            &[("devices", &names.join(", "))],
+        ),
+    });
     Ok(())
 }
 

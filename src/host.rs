@@ -93,7 +93,7 @@ impl fmt::Display for HostError {
 }
 
 impl HostError {
-    fn from_errno(path: PathBuf, errno: Errno) -> Self {
+    pub(crate) fn from_errno(path: PathBuf, errno: Errno) -> Self {
         let problem = match errno {
             Errno::NOENT => HostProblem::NotFound,
             Errno::ACCESS | Errno::PERM => HostProblem::PermissionDenied,
@@ -105,7 +105,7 @@ impl HostError {
         HostError { path, problem }
     }
 
-    fn from_io(path: PathBuf, err: &std::io::Error) -> Self {
+    pub(crate) fn from_io(path: PathBuf, err: &std::io::Error) -> Self {
         match err.raw_os_error() {
             Some(code) => Self::from_errno(path, Errno::from_raw_os_error(code)),
             None => HostError {
@@ -299,6 +299,49 @@ impl HostRoot {
             return Err(HostError::from_errno(self.display(path), Errno::IO));
         }
         Ok(())
+    }
+}
+
+impl HostRoot {
+    /// Replace a state file of ours (the move journal) atomically: write a
+    /// temporary file next to it, flush it to disk, rename it over the old one.
+    /// Parent directories are created (mode 0700).
+    pub fn write_state(&self, path: &Path, data: &[u8]) -> Result<(), HostError> {
+        use std::io::Write;
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        let real = self.display(path);
+        let parent = real.parent().unwrap_or(Path::new("/"));
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|e| HostError::from_io(parent.to_owned(), &e))?;
+        let tmp = real.with_extension("tmp");
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(|e| HostError::from_io(tmp.clone(), &e))?;
+        file.write_all(data)
+            .and_then(|()| file.sync_all())
+            .map_err(|e| HostError::from_io(tmp.clone(), &e))?;
+        std::fs::rename(&tmp, &real).map_err(|e| HostError::from_io(real.clone(), &e))?;
+        if let Ok(dir) = std::fs::File::open(parent) {
+            let _ = dir.sync_all();
+        }
+        Ok(())
+    }
+
+    /// Remove a state file of ours; a missing one is fine.
+    pub fn remove_state(&self, path: &Path) -> Result<(), HostError> {
+        let real = self.display(path);
+        match std::fs::remove_file(&real) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(HostError::from_io(real, &e)),
+        }
     }
 }
 

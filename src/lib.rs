@@ -12,6 +12,7 @@
 //! - [`ctl`]: the `traspasoctl` command line.
 //! - [`i18n`] and [`config`]: translations and build-time settings.
 
+pub mod assign;
 pub mod capture;
 pub mod config;
 pub mod ctl;

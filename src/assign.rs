@@ -1,0 +1,906 @@
+//! Moving an IOMMU group between its host drivers and vfio-pci: the plan, the
+//! safety checks, the sysfs sequence with verification after each step, the
+//! journal, rollback on any failure and recovery at start-up.
+//!
+//! The rules (DESIGN.md, "Moving a group"):
+//! - the unit is the IOMMU group: every endpoint moves, bridges stay;
+//! - refused: bridges, a disk controller with a mounted filesystem, a NIC
+//!   carrying the default route, a GPU whose DRM/nvidia nodes are open
+//!   (`force` overrides only this last one);
+//! - to the guest, per function: `driver_override` ← vfio-pci, unbind,
+//!   `drivers_probe`, wait for the driver link; back: clear the override,
+//!   unbind, `drivers_probe`, wait for the original driver;
+//! - before the first write the journal records every function's state; a
+//!   failure puts back every function already touched; a journal found at
+//!   start-up means a move was interrupted: [`Mover::recover`] finishes the
+//!   rollback. Nothing is left without its driver by a failure.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::host::{HostError, HostRoot};
+use crate::i18n::{gettext, gettext_f};
+use crate::pci::{sysfs_device_path, PciAddress};
+use crate::topology::{PciDevice, Topology, PCI_DEVICES};
+
+/// The journal of the move in progress.
+pub const JOURNAL: &str = "/var/lib/traspaso/journal.json";
+/// The original drivers of the functions Traspaso gave to guests.
+pub const ASSIGNED: &str = "/var/lib/traspaso/assigned.json";
+/// Held (flock) for the whole move: one move at a time.
+pub const LOCK: &str = "/run/traspaso-move.lock";
+
+const VFIO: &str = "vfio-pci";
+const DRIVERS: &str = "/sys/bus/pci/drivers";
+const DRIVERS_PROBE: &str = "/sys/bus/pci/drivers_probe";
+
+/// Which way a group moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Direction {
+    ToGuest,
+    ToHost,
+}
+
+/// One function's state before the move, as the journal keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Recorded {
+    pub address: String,
+    pub driver: Option<String>,
+    pub driver_override: Option<String>,
+}
+
+/// What is written before the first change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Journal {
+    pub version: u32,
+    pub direction: Direction,
+    pub group: u32,
+    pub devices: Vec<Recorded>,
+    pub pid: u32,
+}
+
+/// One function of the plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlannedMove {
+    pub address: PciAddress,
+    pub name: String,
+    /// The driver now.
+    pub driver: Option<String>,
+    /// The driver it should end on (`None`: any host driver, or none).
+    pub target: Option<String>,
+}
+
+/// What a move will do.
+#[derive(Debug, Clone, Serialize)]
+pub struct MovePlan {
+    pub direction: Direction,
+    pub group: u32,
+    /// Every endpoint of the group, in address order.
+    pub devices: Vec<PlannedMove>,
+    /// The group's bridges: they stay with the host.
+    pub bridges: Vec<PciAddress>,
+}
+
+/// A step of the sysfs sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Step {
+    LoadModule,
+    Journal,
+    Override,
+    Unbind,
+    Probe,
+    Verify,
+}
+
+impl Step {
+    /// The step's name in a sentence (translated).
+    pub fn describe(self) -> String {
+        match self {
+            Step::LoadModule => gettext("loading vfio-pci"),
+            Step::Journal => gettext("writing the journal"),
+            Step::Override => gettext("setting driver_override"),
+            Step::Unbind => gettext("unbinding the driver"),
+            Step::Probe => gettext("probing drivers"),
+            Step::Verify => gettext("checking the driver"),
+        }
+    }
+}
+
+/// Why a move is refused as unsafe.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    Bridge(PciAddress),
+    MountedDisk {
+        device: String,
+        mounts: Vec<String>,
+    },
+    DefaultRoute {
+        device: String,
+        interface: String,
+    },
+    GpuInUse {
+        device: String,
+        processes: Vec<String>,
+    },
+}
+
+/// Why a move did not happen, or did not finish.
+#[derive(Debug)]
+pub enum MoveError {
+    IommuOff,
+    UnknownDevice(PciAddress),
+    NoGroup(PciAddress),
+    Refused(Refusal),
+    NotRoot,
+    /// Another move holds the lock.
+    Busy,
+    Host(HostError),
+    /// A step failed; `rolled_back` says whether every touched function was
+    /// put back.
+    Failed {
+        step: Step,
+        device: Option<PciAddress>,
+        detail: String,
+        rolled_back: bool,
+    },
+    /// The journal of an interrupted move cannot be read: nothing is guessed.
+    BadJournal(String),
+}
+
+impl From<HostError> for MoveError {
+    fn from(e: HostError) -> Self {
+        MoveError::Host(e)
+    }
+}
+
+impl std::fmt::Display for MoveError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = match self {
+            MoveError::IommuOff => gettext("The IOMMU is off: there are no groups to move."),
+            MoveError::UnknownDevice(a) => {
+                gettext_f("There is no PCI device {address}.", &[("address", &a.to_string())])
+            }
+            MoveError::NoGroup(a) => gettext_f(
+                "{address} is in no IOMMU group, so it cannot be given to a VM.",
+                &[("address", &a.to_string())],
+            ),
+            MoveError::Refused(r) => match r {
+                Refusal::Bridge(a) => gettext_f(
+                    "{address} is a bridge: bridges stay with the host. Give a device behind it instead.",
+                    &[("address", &a.to_string())],
+                ),
+                Refusal::MountedDisk { device, mounts } => gettext_f(
+                    "Refused: {device} holds mounted filesystems ({mounts}). The host would lose them.",
+                    &[("device", device), ("mounts", &mounts.join(", "))],
+                ),
+                Refusal::DefaultRoute { device, interface } => gettext_f(
+                    "Refused: {device} carries the default route ({interface}). The host would lose its network.",
+                    &[("device", device), ("interface", interface)],
+                ),
+                Refusal::GpuInUse { device, processes } => gettext_f(
+                    "Refused: {device} is in use by {processes}. Close them (or log out of the session that runs on it), or move anyway with --force.",
+                    &[("device", device), ("processes", &processes.join(", "))],
+                ),
+            },
+            MoveError::NotRoot => gettext("Moving devices needs root."),
+            MoveError::Busy => gettext("Another move is in progress; try again when it is done."),
+            MoveError::Host(e) => e.to_string(),
+            MoveError::Failed {
+                step,
+                device,
+                detail,
+                rolled_back,
+            } => {
+                let at = device
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|| gettext("the group"));
+                let first = gettext_f(
+                    "The move failed while {step} for {device}: {detail}",
+                    &[("step", &step.describe()), ("device", &at), ("detail", detail)],
+                );
+                let second = if *rolled_back {
+                    gettext("Every device is back on its previous driver.")
+                } else {
+                    gettext("Some devices could not be put back; the journal is kept, and the next start tries again.")
+                };
+                format!("{first} {second}")
+            }
+            MoveError::BadJournal(e) => gettext_f(
+                "The journal of an interrupted move cannot be read ({error}); it was left in place. Check the devices with “traspasoctl device status”, then remove {path}.",
+                &[("error", e), ("path", JOURNAL)],
+            ),
+        };
+        f.write_str(&text)
+    }
+}
+
+impl std::error::Error for MoveError {}
+
+/// The state of one function, for `device status` and `GetDeviceState`.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeviceState {
+    pub address: String,
+    pub driver: Option<String>,
+    pub driver_override: Option<String>,
+    pub iommu_group: Option<u32>,
+    /// `/dev/vfio/N` exists for its group.
+    pub vfio_node: bool,
+    pub on_vfio: bool,
+    /// Every function of the group with its driver.
+    pub group: Vec<GroupMember>,
+    /// Given to the guest by Traspaso (its original driver is recorded).
+    pub assigned: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct GroupMember {
+    pub address: String,
+    pub driver: Option<String>,
+    pub bridge: bool,
+}
+
+/// Moves groups on one host.
+pub struct Mover<'a> {
+    host: &'a HostRoot,
+    /// How long to wait for a driver link (and for vfio-pci to load).
+    pub timeout: Duration,
+    /// Test seam: make the Nth forward sysfs write fail (1-based).
+    pub fail_at: Option<usize>,
+    /// Test seam: sleep this long before the Nth forward write (to kill the process there).
+    pub pause_at: Option<(usize, Duration)>,
+    writes: std::cell::Cell<usize>,
+}
+
+fn device_dir(address: &PciAddress) -> PathBuf {
+    sysfs_device_path(address)
+}
+
+impl<'a> Mover<'a> {
+    pub fn new(host: &'a HostRoot) -> Self {
+        Mover {
+            host,
+            timeout: Duration::from_secs(5),
+            fail_at: None,
+            pause_at: None,
+            writes: std::cell::Cell::new(0),
+        }
+    }
+
+    /// The driver bound to a function now.
+    pub fn driver(&self, address: &PciAddress) -> Result<Option<String>, HostError> {
+        match self.host.read_link(device_dir(address).join("driver")) {
+            Ok(target) => Ok(target.file_name().map(|n| n.to_string_lossy().into_owned())),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn driver_override(&self, address: &PciAddress) -> Result<Option<String>, HostError> {
+        Ok(self
+            .host
+            .read_attr(device_dir(address).join("driver_override"))?
+            .filter(|v| !v.is_empty() && v != "(null)"))
+    }
+
+    fn assigned(&self) -> BTreeMap<String, Option<String>> {
+        self.host
+            .read_string(ASSIGNED)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or_default()
+    }
+
+    /// The state of a function and its group.
+    pub fn status(
+        &self,
+        topology: &Topology,
+        address: &PciAddress,
+    ) -> Result<DeviceState, MoveError> {
+        let device = topology
+            .device(address)
+            .ok_or(MoveError::UnknownDevice(*address))?;
+        let group = device.iommu_group.and_then(|g| topology.group(g));
+        let members = group
+            .map(|g| {
+                g.devices
+                    .iter()
+                    .filter_map(|a| topology.device(a))
+                    .map(|d| GroupMember {
+                        address: d.address.to_string(),
+                        driver: d.driver.clone(),
+                        bridge: d.bridge,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let vfio_node = device
+            .iommu_group
+            .is_some_and(|g| self.host.exists(format!("/dev/vfio/{g}")));
+        Ok(DeviceState {
+            address: address.to_string(),
+            driver: device.driver.clone(),
+            driver_override: self.driver_override(address)?,
+            iommu_group: device.iommu_group,
+            vfio_node,
+            on_vfio: device.on_vfio(),
+            group: members,
+            assigned: self.assigned().contains_key(&address.to_string()),
+        })
+    }
+
+    /// What moving the group of `address` would do.
+    pub fn plan(
+        &self,
+        topology: &Topology,
+        address: &PciAddress,
+        direction: Direction,
+    ) -> Result<MovePlan, MoveError> {
+        if !topology.iommu_enabled {
+            return Err(MoveError::IommuOff);
+        }
+        let device = topology
+            .device(address)
+            .ok_or(MoveError::UnknownDevice(*address))?;
+        if device.bridge {
+            return Err(MoveError::Refused(Refusal::Bridge(*address)));
+        }
+        let group = device
+            .iommu_group
+            .and_then(|g| topology.group(g))
+            .ok_or(MoveError::NoGroup(*address))?;
+        let assigned = self.assigned();
+        let devices = group
+            .moves_together
+            .iter()
+            .filter_map(|a| topology.device(a))
+            .map(|d| PlannedMove {
+                address: d.address,
+                name: d.label(),
+                driver: d.driver.clone(),
+                target: match direction {
+                    Direction::ToGuest => Some(VFIO.to_owned()),
+                    Direction::ToHost => assigned.get(&d.address.to_string()).cloned().flatten(),
+                },
+            })
+            .collect();
+        Ok(MovePlan {
+            direction,
+            group: group.id,
+            devices,
+            bridges: group
+                .devices
+                .iter()
+                .copied()
+                .filter(|a| !group.moves_together.contains(a))
+                .collect(),
+        })
+    }
+
+    /// Refuse what would take from the host something it cannot lose.
+    /// `force` only overrides a GPU in use.
+    pub fn check_safety(
+        &self,
+        topology: &Topology,
+        plan: &MovePlan,
+        force: bool,
+    ) -> Result<(), MoveError> {
+        if plan.direction == Direction::ToHost {
+            return Ok(());
+        }
+        let mounts = self.mounted_devices()?;
+        let routes = self.default_route_interfaces()?;
+        for planned in &plan.devices {
+            let Some(device) = topology.device(&planned.address) else {
+                continue;
+            };
+            let held = self.mounts_under(device, &mounts)?;
+            if !held.is_empty() {
+                return Err(MoveError::Refused(Refusal::MountedDisk {
+                    device: device.label(),
+                    mounts: held,
+                }));
+            }
+            for interface in &routes {
+                let link = self
+                    .host
+                    .read_link(format!("/sys/class/net/{interface}/device"));
+                let on_it = link.ok().and_then(|t| {
+                    t.file_name()
+                        .and_then(|n| n.to_str())
+                        .and_then(|n| n.parse::<PciAddress>().ok())
+                }) == Some(device.address);
+                if on_it {
+                    return Err(MoveError::Refused(Refusal::DefaultRoute {
+                        device: device.label(),
+                        interface: interface.clone(),
+                    }));
+                }
+            }
+            if !force && device.class.is_display() {
+                let users = self.gpu_users(device)?;
+                if !users.is_empty() {
+                    return Err(MoveError::Refused(Refusal::GpuInUse {
+                        device: device.label(),
+                        processes: users,
+                    }));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `major:minor` → mount points, from `/proc/self/mountinfo`.
+    fn mounted_devices(&self) -> Result<BTreeMap<String, Vec<String>>, HostError> {
+        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let text = match self.host.read_string("/proc/self/mountinfo") {
+            Ok(t) => t,
+            Err(e) if e.is_not_found() => return Ok(out),
+            Err(e) => return Err(e),
+        };
+        for line in text.lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() > 4 {
+                out.entry(fields[2].to_owned())
+                    .or_default()
+                    .push(fields[4].to_owned());
+            }
+        }
+        Ok(out)
+    }
+
+    /// The mount points that live on block devices of this function: its
+    /// disks, their partitions and whatever is stacked on them (dm, md).
+    fn mounts_under(
+        &self,
+        device: &PciDevice,
+        mounts: &BTreeMap<String, Vec<String>>,
+    ) -> Result<Vec<String>, HostError> {
+        let address = device.address.to_string();
+        let mut found = Vec::new();
+        for disk in self.host.read_dir_or_empty("/sys/block")? {
+            let Ok(target) = self.host.read_link(format!("/sys/block/{disk}")) else {
+                continue;
+            };
+            let below = target
+                .components()
+                .any(|c| c.as_os_str().to_str() == Some(address.as_str()));
+            if !below {
+                continue;
+            }
+            let mut queue = vec![format!("/sys/block/{disk}")];
+            let mut seen = std::collections::BTreeSet::new();
+            while let Some(dir) = queue.pop() {
+                if !seen.insert(dir.clone()) {
+                    continue;
+                }
+                if let Some(dev) = self.host.read_attr(format!("{dir}/dev"))? {
+                    if let Some(points) = mounts.get(&dev) {
+                        found.extend(points.iter().cloned());
+                    }
+                }
+                let name = Path::new(&dir)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                for entry in self.host.read_dir_or_empty(&dir)? {
+                    // Partitions are subdirectories named after the disk.
+                    if entry.starts_with(&name) && entry != name {
+                        queue.push(format!("{dir}/{entry}"));
+                    }
+                }
+                for holder in self.host.read_dir_or_empty(format!("{dir}/holders"))? {
+                    queue.push(format!("/sys/block/{holder}"));
+                }
+            }
+        }
+        found.sort();
+        found.dedup();
+        Ok(found)
+    }
+
+    /// Interfaces that carry an IPv4 or IPv6 default route.
+    fn default_route_interfaces(&self) -> Result<Vec<String>, HostError> {
+        let mut out = Vec::new();
+        if let Ok(text) = self.host.read_string("/proc/net/route") {
+            for line in text.lines().skip(1) {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                if f.len() > 7 && f[1] == "00000000" && f[7] == "00000000" {
+                    out.push(f[0].to_owned());
+                }
+            }
+        }
+        if let Ok(text) = self.host.read_string("/proc/net/ipv6_route") {
+            for line in text.lines() {
+                let f: Vec<&str> = line.split_whitespace().collect();
+                if f.len() == 10 && f[0].chars().all(|c| c == '0') && f[1] == "00" && f[9] != "lo" {
+                    out.push(f[9].to_owned());
+                }
+            }
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Processes with the function's DRM nodes (or, for nvidia, its device
+    /// nodes) open: "name (pid)".
+    fn gpu_users(&self, device: &PciDevice) -> Result<Vec<String>, HostError> {
+        let mut nodes: Vec<String> = self
+            .host
+            .read_dir_or_empty(device_dir(&device.address).join("drm"))?
+            .into_iter()
+            .filter(|n| n.starts_with("card") || n.starts_with("renderD"))
+            .map(|n| format!("/dev/dri/{n}"))
+            .collect();
+        let nvidia = device.driver.as_deref() == Some("nvidia");
+        if nodes.is_empty() && !nvidia {
+            return Ok(Vec::new());
+        }
+        nodes.sort();
+        let me = std::process::id().to_string();
+        let mut users = Vec::new();
+        for pid in self.host.read_dir_or_empty("/proc")? {
+            if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
+                continue;
+            }
+            // Processes come and go: a vanished one is simply not a user.
+            let Ok(fds) = self.host.read_dir(format!("/proc/{pid}/fd")) else {
+                continue;
+            };
+            let holds = fds.iter().any(|fd| {
+                self.host
+                    .read_link(format!("/proc/{pid}/fd/{fd}"))
+                    .ok()
+                    .and_then(|t| t.to_str().map(str::to_owned))
+                    .is_some_and(|t| nodes.contains(&t) || (nvidia && t.starts_with("/dev/nvidia")))
+            });
+            if holds {
+                let comm = self
+                    .host
+                    .read_attr(format!("/proc/{pid}/comm"))
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                users.push(format!("{comm} ({pid})"));
+            }
+        }
+        Ok(users)
+    }
+
+    /// A forward write, through the test seams.
+    fn write_step(&self, path: &Path, data: &[u8]) -> Result<(), HostError> {
+        let n = self.writes.get() + 1;
+        self.writes.set(n);
+        if let Some((at, pause)) = self.pause_at {
+            if at == n {
+                std::thread::sleep(pause);
+            }
+        }
+        if self.fail_at == Some(n) {
+            return Err(HostError::bad_content(
+                self.host.display(path),
+                gettext("injected failure (test seam)"),
+            ));
+        }
+        self.host.write(path, data)
+    }
+
+    /// Wait until the function's driver is `want` (`None`: any driver but
+    /// vfio, or none).
+    fn wait_for_driver(
+        &self,
+        address: &PciAddress,
+        want: Option<&str>,
+    ) -> Result<Option<String>, String> {
+        let deadline = Instant::now() + self.timeout;
+        loop {
+            let now = self.driver(address).map_err(|e| e.to_string())?;
+            let ok = match want {
+                Some(w) => now.as_deref() == Some(w),
+                None => !now.as_deref().is_some_and(|d| d.starts_with("vfio")),
+            };
+            if ok {
+                return Ok(now);
+            }
+            if Instant::now() >= deadline {
+                return Err(match (want, now) {
+                    (Some(w), Some(n)) => gettext_f(
+                        "{driver} is bound instead of {wanted}",
+                        &[("driver", &n), ("wanted", w)],
+                    ),
+                    (Some(w), None) => gettext_f(
+                        "no driver bound within the time limit (expected {wanted})",
+                        &[("wanted", w)],
+                    ),
+                    (None, n) => gettext_f(
+                        "{driver} is still bound",
+                        &[("driver", n.as_deref().unwrap_or("?"))],
+                    ),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Make sure the vfio-pci driver exists: load the module if needed.
+    fn ensure_vfio(&self) -> Result<(), MoveError> {
+        let dir = Path::new(DRIVERS).join(VFIO);
+        if self.host.exists(&dir) {
+            return Ok(());
+        }
+        let fail = |detail: String| MoveError::Failed {
+            step: Step::LoadModule,
+            device: None,
+            detail,
+            rolled_back: true,
+        };
+        if !self.host.is_live() {
+            return Err(fail(gettext(
+                "vfio-pci is not loaded in this captured host",
+            )));
+        }
+        let status = std::process::Command::new("modprobe")
+            .arg(VFIO)
+            .stdin(std::process::Stdio::null())
+            .status()
+            .map_err(|e| fail(e.to_string()))?;
+        if !status.success() {
+            return Err(fail(gettext("modprobe vfio-pci failed")));
+        }
+        let deadline = Instant::now() + self.timeout;
+        while !self.host.exists(&dir) {
+            if Instant::now() >= deadline {
+                return Err(fail(gettext("the vfio-pci driver did not appear")));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(())
+    }
+
+    fn record(&self, address: &PciAddress) -> Result<Recorded, HostError> {
+        Ok(Recorded {
+            address: address.to_string(),
+            driver: self.driver(address)?,
+            driver_override: self.driver_override(address)?,
+        })
+    }
+
+    /// Move the group of a planned move. Returns the functions that changed.
+    pub fn execute(&self, plan: &MovePlan) -> Result<Vec<PciAddress>, MoveError> {
+        // Functions already where they should be are left alone.
+        let mut todo = Vec::new();
+        for d in &plan.devices {
+            let now = self.driver(&d.address)?;
+            let done = match plan.direction {
+                Direction::ToGuest => now.as_deref() == Some(VFIO),
+                Direction::ToHost => !now.as_deref().is_some_and(|n| n.starts_with("vfio")),
+            };
+            if !done {
+                todo.push(d.clone());
+            }
+        }
+        if todo.is_empty() {
+            return Ok(Vec::new());
+        }
+        if plan.direction == Direction::ToGuest {
+            self.ensure_vfio()?;
+        }
+        let mut records = Vec::new();
+        for d in &todo {
+            records.push(self.record(&d.address)?);
+        }
+        let journal = Journal {
+            version: 1,
+            direction: plan.direction,
+            group: plan.group,
+            devices: records.clone(),
+            pid: std::process::id(),
+        };
+        let text = serde_json::to_vec_pretty(&journal).unwrap_or_default();
+        self.host
+            .write_state(Path::new(JOURNAL), &text)
+            .map_err(|e| MoveError::Failed {
+                step: Step::Journal,
+                device: None,
+                detail: e.to_string(),
+                rolled_back: true,
+            })?;
+
+        let mut touched: Vec<&Recorded> = Vec::new();
+        for (d, rec) in todo.iter().zip(&records) {
+            touched.push(rec);
+            let result = match plan.direction {
+                Direction::ToGuest => self.bind_vfio(&d.address),
+                Direction::ToHost => self.release(&d.address, d.target.as_deref()),
+            };
+            if let Err((step, detail)) = result {
+                let rolled_back = self.restore_all(&touched);
+                if rolled_back {
+                    self.host.remove_state(Path::new(JOURNAL))?;
+                }
+                return Err(MoveError::Failed {
+                    step,
+                    device: Some(d.address),
+                    detail,
+                    rolled_back,
+                });
+            }
+        }
+
+        // Remember where the functions came from, for the way back.
+        let mut assigned = self.assigned();
+        for rec in &records {
+            match plan.direction {
+                Direction::ToGuest => {
+                    assigned.insert(rec.address.clone(), rec.driver.clone());
+                }
+                Direction::ToHost => {
+                    assigned.remove(&rec.address);
+                }
+            }
+        }
+        let text = serde_json::to_vec_pretty(&assigned).unwrap_or_default();
+        self.host.write_state(Path::new(ASSIGNED), &text)?;
+        self.host.remove_state(Path::new(JOURNAL))?;
+        Ok(todo.iter().map(|d| d.address).collect())
+    }
+
+    fn bind_vfio(&self, address: &PciAddress) -> Result<(), (Step, String)> {
+        let dir = device_dir(address);
+        let name = address.to_string();
+        self.write_step(&dir.join("driver_override"), VFIO.as_bytes())
+            .map_err(|e| (Step::Override, e.to_string()))?;
+        if self
+            .driver(address)
+            .map_err(|e| (Step::Unbind, e.to_string()))?
+            .is_some()
+        {
+            self.write_step(&dir.join("driver/unbind"), name.as_bytes())
+                .map_err(|e| (Step::Unbind, e.to_string()))?;
+        }
+        self.write_step(Path::new(DRIVERS_PROBE), name.as_bytes())
+            .map_err(|e| (Step::Probe, e.to_string()))?;
+        self.wait_for_driver(address, Some(VFIO))
+            .map(|_| ())
+            .map_err(|e| (Step::Verify, e))
+    }
+
+    fn release(&self, address: &PciAddress, original: Option<&str>) -> Result<(), (Step, String)> {
+        let dir = device_dir(address);
+        let name = address.to_string();
+        self.write_step(&dir.join("driver_override"), b"\n")
+            .map_err(|e| (Step::Override, e.to_string()))?;
+        if self
+            .driver(address)
+            .map_err(|e| (Step::Unbind, e.to_string()))?
+            .is_some()
+        {
+            self.write_step(&dir.join("driver/unbind"), name.as_bytes())
+                .map_err(|e| (Step::Unbind, e.to_string()))?;
+        }
+        self.write_step(Path::new(DRIVERS_PROBE), name.as_bytes())
+            .map_err(|e| (Step::Probe, e.to_string()))?;
+        match self.wait_for_driver(address, original) {
+            Ok(_) => Ok(()),
+            // The kernel picked another driver or none: bind the original by name.
+            Err(e) => match original {
+                Some(o) => self.bind_by_name(address, o).map_err(|_| (Step::Verify, e)),
+                None => Err((Step::Verify, e)),
+            },
+        }
+    }
+
+    fn bind_by_name(&self, address: &PciAddress, driver: &str) -> Result<(), String> {
+        let name = address.to_string();
+        if self.driver(address).map_err(|e| e.to_string())?.is_some() {
+            self.host
+                .write(device_dir(address).join("driver/unbind"), name.as_bytes())
+                .map_err(|e| e.to_string())?;
+        }
+        self.host
+            .write(
+                Path::new(DRIVERS).join(driver).join("bind"),
+                name.as_bytes(),
+            )
+            .map_err(|e| e.to_string())?;
+        self.wait_for_driver(address, Some(driver)).map(|_| ())
+    }
+
+    /// Put one function back as recorded. Never through the test seams.
+    fn restore(&self, rec: &Recorded) -> Result<(), String> {
+        let address: PciAddress = rec
+            .address
+            .parse()
+            .map_err(|e: crate::pci::AddressError| e.to_string())?;
+        let dir = device_dir(&address);
+        let name = address.to_string();
+        let wanted_override = rec.driver_override.clone().unwrap_or_default();
+        self.host
+            .write(
+                dir.join("driver_override"),
+                format!("{wanted_override}\n").as_bytes(),
+            )
+            .map_err(|e| e.to_string())?;
+        let now = self.driver(&address).map_err(|e| e.to_string())?;
+        if now == rec.driver {
+            return Ok(());
+        }
+        if now.is_some() {
+            self.host
+                .write(dir.join("driver/unbind"), name.as_bytes())
+                .map_err(|e| e.to_string())?;
+        }
+        let Some(original) = &rec.driver else {
+            return Ok(());
+        };
+        self.host
+            .write(Path::new(DRIVERS_PROBE), name.as_bytes())
+            .map_err(|e| e.to_string())?;
+        match self.wait_for_driver(&address, Some(original)) {
+            Ok(_) => Ok(()),
+            Err(_) => self.bind_by_name(&address, original),
+        }
+    }
+
+    /// Restore every touched function, last first; true when all are back.
+    fn restore_all(&self, touched: &[&Recorded]) -> bool {
+        let mut all = true;
+        for rec in touched.iter().rev() {
+            if self.restore(rec).is_err() {
+                all = false;
+            }
+        }
+        all
+    }
+
+    /// Finish an interrupted move: put every function of the journal back
+    /// as it was before, then remove the journal. `None`: nothing to do.
+    pub fn recover(&self) -> Result<Option<Vec<String>>, MoveError> {
+        let text = match self.host.read_string(JOURNAL) {
+            Ok(t) => t,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let journal: Journal =
+            serde_json::from_str(&text).map_err(|e| MoveError::BadJournal(e.to_string()))?;
+        let refs: Vec<&Recorded> = journal.devices.iter().collect();
+        if !self.restore_all(&refs) {
+            return Err(MoveError::Failed {
+                step: Step::Verify,
+                device: None,
+                detail: gettext("the interrupted move could not be undone"),
+                rolled_back: false,
+            });
+        }
+        self.host.remove_state(Path::new(JOURNAL))?;
+        Ok(Some(
+            journal.devices.into_iter().map(|d| d.address).collect(),
+        ))
+    }
+
+    /// Take the move lock, or report that another move holds it.
+    pub fn lock(&self) -> Result<std::fs::File, MoveError> {
+        let path = self.host.display(Path::new(LOCK));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(|e| MoveError::Host(HostError::from_io(path.clone(), &e)))?;
+        match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(file),
+            Err(rustix::io::Errno::WOULDBLOCK) => Err(MoveError::Busy),
+            Err(e) => Err(MoveError::Host(HostError::from_errno(path, e))),
+        }
+    }
+}
+
+/// Every PCI function named in sysfs, for a quick existence check.
+pub fn exists(host: &HostRoot, address: &PciAddress) -> bool {
+    host.exists(Path::new(PCI_DEVICES).join(address.to_string()))
+}

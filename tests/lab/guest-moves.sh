@@ -1,0 +1,110 @@
+#!/bin/sh
+# Runs inside the lab guest (desktop mix), as root, from the shared directory:
+# moves groups with traspasoctl and checks the kernel's own account after each
+# step. Prints one line per check; exits 1 if any failed.
+#   01:00.0 VGA (bochs-drm, boot VGA) + 01:00.1 HD audio: one group
+#   02:00.0 e1000e alone
+#   03:00.0 PCIe-to-PCI bridge with 04:01.0 and 04:02.0 (e1000): one group
+#   06:00.0 virtio-blk (/dev/vda)
+ctl="./.bundle/traspasoctl-run"
+failed=0
+ok() { echo "ok   $*"; }
+bad() { echo "FAIL $*"; failed=1; }
+drv() {
+    link=$(readlink "/sys/bus/pci/devices/0000:$1/driver" 2>/dev/null) || { echo none; return; }
+    echo "${link##*/}"
+}
+group() { link=$(readlink "/sys/bus/pci/devices/0000:$1/iommu_group"); echo "${link##*/}"; }
+expect() { # expect DESCRIPTION ADDRESS DRIVER
+    d=$(drv "$2")
+    if [ "$d" = "$3" ]; then ok "$1: $2 on $3"; else bad "$1: $2 on $d, expected $3"; fi
+}
+run() { # run EXPECTED-EXIT DESCRIPTION ARGS... (stdout+stderr to moves.log)
+    want=$1 what=$2
+    shift 2
+    "$ctl" "$@" >>moves.log 2>&1
+    got=$?
+    if [ "$got" = "$want" ]; then ok "$what: exit $got"; else bad "$what: exit $got, expected $want"; fi
+}
+no_journal() {
+    if [ -e /var/lib/traspaso/journal.json ]; then bad "$1: the journal is left"; else ok "$1: no journal left"; fi
+}
+
+mkdir -p /var/lib /run
+modprobe -r vfio-pci 2>/dev/null
+gpu=$(drv 01:00.0) audio=$(drv 01:00.1) nic=$(drv 02:00.0) e1=$(drv 04:01.0) e2=$(drv 04:02.0)
+echo "before: 01:00.0=$gpu 01:00.1=$audio 02:00.0=$nic 04:01.0=$e1 04:02.0=$e2"
+
+# The NIC alone; vfio-pci is loaded on the way.
+run 0 "NIC to the guest" device to-guest 02:00.0
+expect "NIC to the guest" 02:00.0 vfio-pci
+if [ -e "/dev/vfio/$(group 02:00.0)" ]; then ok "/dev/vfio/$(group 02:00.0) exists"; else bad "no /dev/vfio node"; fi
+run 0 "NIC status" device status 02:00.0
+run 0 "NIC back" device to-host 02:00.0
+expect "NIC back" 02:00.0 "$nic"
+
+# The GPU and its audio function move together.
+run 0 "GPU to the guest" device to-guest 01:00.0
+expect "GPU to the guest" 01:00.0 vfio-pci
+expect "GPU to the guest" 01:00.1 vfio-pci
+run 0 "GPU to the guest again (nothing to do)" device to-guest 01:00.1
+run 0 "GPU back" device to-host 01:00.1
+expect "GPU back" 01:00.0 "$gpu"
+expect "GPU back" 01:00.1 "$audio"
+
+# The group behind the PCIe-to-PCI bridge: both NICs move, the bridge stays.
+bridge=$(drv 03:00.0)
+run 0 "bridge group to the guest" device to-guest 04:02.0
+expect "bridge group to the guest" 04:01.0 vfio-pci
+expect "bridge group to the guest" 04:02.0 vfio-pci
+expect "bridge group to the guest" 03:00.0 "$bridge"
+run 0 "bridge group back" device to-host 04:01.0
+expect "bridge group back" 04:01.0 "$e1"
+expect "bridge group back" 04:02.0 "$e2"
+
+# Refusals: the bridge itself, a disk with a mounted filesystem.
+run 4 "the bridge is refused" device to-guest 03:00.0
+expect "the bridge is refused" 03:00.0 "$bridge"
+mkdir -p /mnt/disk
+if mount /dev/vda /mnt/disk 2>/dev/null; then
+    blk=$(drv 06:00.0)
+    run 4 "mounted disk refused" device to-guest 06:00.0
+    expect "mounted disk refused" 06:00.0 "$blk"
+    ls /mnt/disk >/dev/null 2>&1 && ok "the filesystem is still there" || bad "the filesystem went away"
+    umount /mnt/disk
+else
+    bad "could not mount /dev/vda"
+fi
+run 2 "a malformed address" device to-guest 01:00.0/../x
+
+# A failure at every write of the GPU pair's move (3 writes per function):
+# every function ends on its driver, and no journal is left.
+n=1
+while [ $n -le 6 ]; do
+    TRASPASO_FAIL_AT_WRITE=$n "$ctl" device to-guest 01:00.0 >>moves.log 2>&1
+    got=$?
+    [ "$got" = 1 ] && ok "fail at write $n: exit 1" || bad "fail at write $n: exit $got"
+    expect "fail at write $n" 01:00.0 "$gpu"
+    expect "fail at write $n" 01:00.1 "$audio"
+    no_journal "fail at write $n"
+    n=$((n + 1))
+done
+grep -q "injected failure" moves.log && ok "the error names the failure" || bad "no failure message"
+
+# Killed in the middle (after the first function moved): the next start undoes it.
+TRASPASO_PAUSE_AT_WRITE=4:4000 "$ctl" device to-guest 01:00.0 >>moves.log 2>&1 &
+pid=$!
+sleep 2
+kill -9 $pid
+wait $pid 2>/dev/null
+if [ -e /var/lib/traspaso/journal.json ]; then ok "killed: the journal is there"; else bad "killed: no journal"; fi
+expect "killed mid-move" 01:00.0 vfio-pci
+"$ctl" device status 01:00.0 >recover.log 2>&1
+grep -q "interrupted move was undone" recover.log && ok "the next start reports the recovery" || bad "no recovery message: $(cat recover.log)"
+expect "after recovery" 01:00.0 "$gpu"
+expect "after recovery" 01:00.1 "$audio"
+no_journal "after recovery"
+
+echo "--- traspasoctl output"
+cat moves.log
+exit $failed
