@@ -1,0 +1,298 @@
+//! The move's plan and safety checks on described hosts: which functions move,
+//! and every refusal (bridge, mounted disk, default route, GPU in use) with its
+//! exit code. Binding itself is proven in the lab (tests/lab/moves.sh), never
+//! here: a fixture tree cannot bind drivers.
+
+mod common;
+
+use std::os::unix::fs::symlink;
+use std::path::Path;
+
+use common::*;
+use traspaso::assign::{Direction, MoveError, Mover, Refusal, JOURNAL};
+use traspaso::host::HostRoot;
+use traspaso::pci::PciAddress;
+use traspaso::topology::{ScanOptions, Topology};
+
+fn load(root: &Path) -> (HostRoot, Topology) {
+    let host = HostRoot::open(root).unwrap();
+    let t = Topology::load(&host, None, ScanOptions::default()).unwrap();
+    (host, t)
+}
+
+fn addr(s: &str) -> PciAddress {
+    s.parse().unwrap()
+}
+
+fn put(root: &Path, path: &str, text: &str) {
+    let p = root.join(path.trim_start_matches('/'));
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+fn link(root: &Path, path: &str, target: &str) {
+    let p = root.join(path.trim_start_matches('/'));
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    symlink(target, p).unwrap();
+}
+
+/// The sysfs directory of a function in a described host.
+fn device_dir(root: &Path, address: &str) -> String {
+    let entry = root.join("sys/bus/pci/devices").join(address);
+    let real = std::fs::canonicalize(entry).unwrap();
+    format!(
+        "/{}",
+        real.strip_prefix(std::fs::canonicalize(root).unwrap())
+            .unwrap()
+            .display()
+    )
+}
+
+#[test]
+fn the_plan_moves_every_endpoint_and_leaves_the_bridge() {
+    let root = host("ivy-bridge-desktop");
+    let (host, t) = load(root.path());
+    let mover = Mover::new(&host);
+    let plan = mover
+        .plan(&t, &addr("01:00.1"), Direction::ToGuest)
+        .unwrap();
+    let moved: Vec<String> = plan.devices.iter().map(|d| d.address.to_string()).collect();
+    assert_eq!(moved, ["0000:01:00.0", "0000:01:00.1"]);
+    assert_eq!(plan.bridges, [addr("00:01.0")]);
+    assert!(plan
+        .devices
+        .iter()
+        .all(|d| d.target.as_deref() == Some("vfio-pci")));
+    assert_eq!(plan.devices[0].driver.as_deref(), Some("nouveau"));
+
+    // The shared group behind two root ports: both DeckLinks, no root port.
+    let plan = mover
+        .plan(&t, &addr("03:00.0"), Direction::ToGuest)
+        .unwrap();
+    assert_eq!(plan.devices.len(), 2);
+    assert_eq!(plan.bridges.len(), 2);
+
+    assert!(matches!(
+        mover.plan(&t, &addr("00:1c.0"), Direction::ToGuest),
+        Err(MoveError::Refused(Refusal::Bridge(_)))
+    ));
+    assert!(matches!(
+        mover.plan(&t, &addr("0a:00.0"), Direction::ToGuest),
+        Err(MoveError::UnknownDevice(_))
+    ));
+    // Nothing stands in the way of the GTX 950 on this host.
+    let plan = mover
+        .plan(&t, &addr("01:00.0"), Direction::ToGuest)
+        .unwrap();
+    mover.check_safety(&t, &plan, false).unwrap();
+}
+
+#[test]
+fn without_an_iommu_nothing_moves() {
+    let root = host("iommu-off");
+    let (host, t) = load(root.path());
+    assert!(matches!(
+        Mover::new(&host).plan(&t, &addr("00:02.0"), Direction::ToGuest),
+        Err(MoveError::IommuOff)
+    ));
+}
+
+#[test]
+fn a_mounted_disk_is_refused_also_through_a_partition_and_device_mapper() {
+    let root = host("ivy-bridge-desktop");
+    let r = root.path();
+    let ahci = device_dir(r, "0000:00:1f.2");
+    // sda on the AHCI controller, its partition sda2 under dm-0, mounted on /home.
+    link(
+        r,
+        "/sys/block/sda",
+        &format!("../..{ahci}/ata1/host0/target0:0:0/0:0:0:0/block/sda"),
+    );
+    let sda = format!("{ahci}/ata1/host0/target0:0:0/0:0:0:0/block/sda");
+    put(r, &format!("{sda}/dev"), "8:0\n");
+    put(r, &format!("{sda}/sda1/dev"), "8:1\n");
+    put(r, &format!("{sda}/sda2/dev"), "8:2\n");
+    put(r, &format!("{sda}/sda2/holders/dm-0"), "");
+    link(r, "/sys/block/dm-0", "../devices/virtual/block/dm-0");
+    put(r, "/sys/devices/virtual/block/dm-0/dev", "254:0\n");
+    put(
+        r,
+        "/proc/self/mountinfo",
+        "22 1 254:0 / /home rw,relatime shared:1 - ext4 /dev/mapper/home rw\n\
+         23 1 0:5 / /proc rw shared:2 - proc proc rw\n",
+    );
+    let (host, t) = load(r);
+    let mover = Mover::new(&host);
+    let plan = mover
+        .plan(&t, &addr("00:1f.2"), Direction::ToGuest)
+        .unwrap();
+    match mover.check_safety(&t, &plan, true) {
+        Err(MoveError::Refused(Refusal::MountedDisk { mounts, .. })) => {
+            assert_eq!(mounts, ["/home"])
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    // The CLI says so with exit 4, even with --force.
+    let out = ctl(&[
+        "--root",
+        r.to_str().unwrap(),
+        "device",
+        "to-guest",
+        "00:1f.2",
+        "--force",
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("/home"), "{}", stderr(&out));
+
+    // Unmounted: the same group passes the checks.
+    put(
+        r,
+        "/proc/self/mountinfo",
+        "23 1 0:5 / /proc rw shared:2 - proc proc rw\n",
+    );
+    let (host, t) = load(r);
+    let mover = Mover::new(&host);
+    let plan = mover
+        .plan(&t, &addr("00:1f.2"), Direction::ToGuest)
+        .unwrap();
+    mover.check_safety(&t, &plan, false).unwrap();
+}
+
+#[test]
+fn the_nic_with_the_default_route_is_refused() {
+    let root = host("ivy-bridge-desktop");
+    let r = root.path();
+    let nic = device_dir(r, "0000:00:19.0");
+    link(r, "/sys/class/net/eno1/device", &format!("../../..{nic}"));
+    put(
+        r,
+        "/proc/net/route",
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+         eno1\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n\
+         eno1\t0001A8C0\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0\n",
+    );
+    let out = ctl(&[
+        "--root",
+        r.to_str().unwrap(),
+        "device",
+        "to-guest",
+        "00:19.0",
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("eno1"), "{}", stderr(&out));
+
+    // An IPv6-only default route counts too.
+    put(r, "/proc/net/route", "Iface\tDestination\n");
+    put(
+        r,
+        "/proc/net/ipv6_route",
+        "00000000000000000000000000000000 00 00000000000000000000000000000000 00 fe800000000000000000000000000001 00000400 00000001 00000000 00000003     eno1\n",
+    );
+    let out = ctl(&[
+        "--root",
+        r.to_str().unwrap(),
+        "device",
+        "to-guest",
+        "00:19.0",
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+}
+
+#[test]
+fn a_gpu_in_use_names_the_processes_and_force_overrides_only_that() {
+    let root = host("ivy-bridge-desktop");
+    let r = root.path();
+    let gpu = device_dir(r, "0000:01:00.0");
+    put(r, &format!("{gpu}/drm/card1/dev"), "226:1\n");
+    put(r, &format!("{gpu}/drm/renderD129/dev"), "226:129\n");
+    put(r, "/proc/4242/comm", "gnome-shell\n");
+    link(r, "/proc/4242/fd/17", "/dev/dri/card1");
+    put(r, "/proc/4343/comm", "bash\n");
+    link(r, "/proc/4343/fd/0", "/dev/pts/0");
+    let args = [
+        "--root",
+        r.to_str().unwrap(),
+        "device",
+        "to-guest",
+        "01:00.0",
+    ];
+    let out = ctl(&args);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("gnome-shell (4242)") && !stderr(&out).contains("bash"),
+        "{}",
+        stderr(&out)
+    );
+    // --force passes the checks; a captured host is never changed.
+    let mut forced = args.to_vec();
+    forced.push("--force");
+    let out = ctl(&forced);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nothing was moved"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn status_and_bad_input() {
+    let root = host("ivy-bridge-desktop");
+    let r = root.path().to_str().unwrap();
+    let out = ctl(&["--root", r, "--json", "device", "status", "01:00.0"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["driver"], "nouveau");
+    assert_eq!(v["iommu_group"], 1);
+    assert_eq!(v["group"].as_array().unwrap().len(), 3);
+    assert_eq!(v["on_vfio"], false);
+
+    for (args, code) in [
+        (vec!["device", "status", "01:00.0/../../x"], 2),
+        (vec!["device", "to-guest", "zz:00.0"], 2),
+        (vec!["device", "to-guest", "0a:00.0"], 2),
+        (vec!["device", "explode", "01:00.0"], 2),
+        (vec!["device", "to-guest"], 2),
+        (vec!["device", "to-guest", "00:1c.0"], 4),
+    ] {
+        let mut full = vec!["--root", r];
+        full.extend(args.iter());
+        let out = ctl(&full);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
+        assert!(!stderr(&out).is_empty());
+    }
+}
+
+#[test]
+fn a_broken_journal_is_left_alone_and_reported() {
+    let root = host("ivy-bridge-desktop");
+    put(root.path(), JOURNAL, "{ not json");
+    let host = HostRoot::open(root.path()).unwrap();
+    let err = Mover::new(&host).recover().unwrap_err();
+    assert!(matches!(err, MoveError::BadJournal(_)));
+    assert!(err.to_string().contains("traspasoctl device status"));
+    assert!(root.path().join(JOURNAL.trim_start_matches('/')).exists());
+    // No journal: nothing to recover.
+    std::fs::remove_file(root.path().join(JOURNAL.trim_start_matches('/'))).unwrap();
+    assert!(Mover::new(&host).recover().unwrap().is_none());
+}
+
+#[test]
+fn moving_on_this_computer_needs_root() {
+    if !traspaso::host::is_root() {
+        let out = ctl(&["device", "to-guest", "00:00.0"]);
+        assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+        return;
+    }
+    // As root, run the CLI as nobody: refused before anything is read.
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_traspasoctl"))
+        .args(["device", "to-guest", "00:00.0"])
+        .env("LANGUAGE", "en")
+        .env("LANG", "C.UTF-8")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("needs root"), "{}", stderr(&out));
+}
