@@ -442,7 +442,12 @@ fn device_command(globals: &Globals, args: &ArgMatches) -> CliResult {
     } else {
         None
     };
-    let (_, topology) = load_topology(globals, false)?;
+    // Only the device's group is read: a move never needs the whole bus.
+    let topology =
+        Topology::load_group(&host, globals.pci_ids.as_deref(), &address).map_err(|e| match e {
+            ScanError::Names(_) => CliError::new(Exit::BadInput, e.to_string()),
+            _ => read_failure(&host, e.to_string()),
+        })?;
     if !changes {
         let state = mover.status(&topology, &address).map_err(move_error)?;
         if globals.json {

@@ -311,6 +311,18 @@ impl Topology {
             .map(|i| &self.groups[i])
     }
 
+    /// Scan and name one function's group (no analysis): for moves.
+    pub fn load_group(
+        host: &HostRoot,
+        pci_ids: Option<&Path>,
+        address: &PciAddress,
+    ) -> Result<Topology, ScanError> {
+        let mut topology = scan_group(host, address)?;
+        let names = PciNames::load(pci_ids, &topology.wanted_ids()).map_err(ScanError::Names)?;
+        topology.apply_names(&names);
+        Ok(topology)
+    }
+
     /// The vendors whose names a view needs.
     pub fn wanted_ids(&self) -> WantedIds {
         let mut wanted = WantedIds::default();
@@ -367,6 +379,44 @@ pub fn scan(host: &HostRoot, options: ScanOptions) -> Result<Topology, ScanError
         };
         devices.push(scan_device(host, &bus, name, address, options)?);
     }
+    assemble(host, devices)
+}
+
+/// Scan only the IOMMU group of one function (or the function alone when it
+/// has none): what a move needs, without reading the whole bus.
+pub fn scan_group(host: &HostRoot, address: &PciAddress) -> Result<Topology, ScanError> {
+    let name = address.to_string();
+    let bus = match host.open_dir(PCI_DEVICES) {
+        Ok(bus) => bus,
+        Err(e) if e.is_not_found() => {
+            return Err(ScanError::NoPciBus(host.display(Path::new(PCI_DEVICES))))
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let group = host
+        .open_dir(sysfs_device_path(address))
+        .ok()
+        .and_then(|dir| dir.link_name("iommu_group").ok().flatten());
+    let members = match &group {
+        Some(g) => host.read_dir(Path::new(IOMMU_GROUPS).join(g).join("devices"))?,
+        None if host.exists(sysfs_device_path(address)) => vec![name],
+        None => Vec::new(),
+    };
+    let mut devices = Vec::with_capacity(members.len());
+    for member in &members {
+        let Ok(a) = member.parse::<PciAddress>() else {
+            continue;
+        };
+        devices.push(scan_device(host, &bus, member, a, ScanOptions::default())?);
+    }
+    let mut topology = assemble(host, devices)?;
+    // Other groups are not read: the IOMMU is on if any group exists.
+    topology.iommu_enabled = !host.read_dir_or_empty(IOMMU_GROUPS)?.is_empty();
+    Ok(topology)
+}
+
+/// Groups and command-line facts around scanned functions.
+fn assemble(host: &HostRoot, mut devices: Vec<PciDevice>) -> Result<Topology, ScanError> {
     devices.sort_by_key(|d| d.address);
 
     let mut members: BTreeMap<u32, Vec<PciAddress>> = BTreeMap::new();
