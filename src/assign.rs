@@ -30,8 +30,8 @@ use crate::topology::{PciDevice, Topology, PCI_DEVICES};
 pub const JOURNAL: &str = "/var/lib/traspaso/journal.json";
 /// The original drivers of the functions Traspaso gave to guests.
 pub const ASSIGNED: &str = "/var/lib/traspaso/assigned.json";
-/// Held (flock) for the whole move: one move at a time.
-pub const LOCK: &str = "/run/traspaso-move.lock";
+/// Held (flock) for the whole move: one move at a time, helper or CLI.
+pub const LOCK: &str = "/run/traspaso/move.lock";
 
 const VFIO: &str = "vfio-pci";
 const DRIVERS: &str = "/sys/bus/pci/drivers";
@@ -886,6 +886,10 @@ impl<'a> Mover<'a> {
     /// Take the move lock, or report that another move holds it.
     pub fn lock(&self) -> Result<std::fs::File, MoveError> {
         let path = self.host.display(Path::new(LOCK));
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| MoveError::Host(HostError::from_io(dir.to_owned(), &e)))?;
+        }
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)

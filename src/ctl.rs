@@ -15,6 +15,7 @@ use serde::Serialize;
 
 use crate::assign::{Direction, MoveError, Mover};
 use crate::capture::{self, CaptureOptions};
+use crate::dbus::CallError;
 use crate::host::{is_root, HostRoot};
 use crate::i18n::{gettext, gettext_f, ngettext_f};
 use crate::pci::PciAddress;
@@ -419,10 +420,8 @@ fn device_command(globals: &Globals, args: &ArgMatches) -> CliResult {
     let host = open_root(globals)?;
     let changes = action != "status";
     if changes && host.is_live() && !is_root() {
-        return Err(CliError::new(
-            Exit::NotAuthorised,
-            gettext("Moving devices needs root: run this command with sudo (the helper that lets the app do it is not available yet)."),
-        ));
+        // Not root: the helper does it, if polkit allows.
+        return through_helper(globals, &address, action);
     }
     let mut mover = Mover::new(&host);
     seams(&mut mover);
@@ -528,6 +527,43 @@ fn device_command(globals: &Globals, args: &ArgMatches) -> CliResult {
         (Direction::ToHost, false) => gettext_f(
             "Back on the host's drivers: {devices}",
             &[("devices", &names.join(", "))],
+        ),
+    });
+    Ok(())
+}
+
+fn through_helper(globals: &Globals, address: &PciAddress, action: &str) -> CliResult {
+    let direction = if action == "to-guest" {
+        Direction::ToGuest
+    } else {
+        Direction::ToHost
+    };
+    let moved = crate::dbus::call_move(&address.to_string(), direction).map_err(|e| match e {
+        CallError::Unavailable(detail) => CliError::new(
+            Exit::Failed,
+            gettext_f(
+                "The Traspaso helper is not available ({detail}). Install Traspaso's package, or run this command with sudo.",
+                &[("detail", &detail)],
+            ),
+        ),
+        CallError::AccessDenied(t) => CliError::new(Exit::NotAuthorised, t),
+        CallError::InvalidArgs(t) => CliError::new(Exit::BadInput, t),
+        CallError::Refused(t) => CliError::new(Exit::Refused, t),
+        CallError::Failed(t) => CliError::new(Exit::Failed, t),
+    })?;
+    if globals.json {
+        let body = serde_json::json!({ "direction": direction, "moved": moved });
+        return print_json(&body);
+    }
+    print_out(&match (direction, moved.is_empty()) {
+        (_, true) => gettext("Nothing to do: the group is already there."),
+        (Direction::ToGuest, false) => gettext_f(
+            "Given to vfio-pci, ready for a VM: {devices}",
+            &[("devices", &moved.join(", "))],
+        ),
+        (Direction::ToHost, false) => gettext_f(
+            "Back on the host's drivers: {devices}",
+            &[("devices", &moved.join(", "))],
         ),
     });
     Ok(())

@@ -16,6 +16,7 @@ pub mod assign;
 pub mod capture;
 pub mod config;
 pub mod ctl;
+pub mod dbus;
 pub mod fixture;
 pub mod host;
 pub mod i18n;

@@ -278,21 +278,38 @@ fn a_broken_journal_is_left_alone_and_reported() {
 }
 
 #[test]
-fn moving_on_this_computer_needs_root() {
-    if !traspaso::host::is_root() {
-        let out = ctl(&["device", "to-guest", "00:00.0"]);
-        assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-        return;
-    }
-    // As root, run the CLI as nobody: refused before anything is read.
-    let out = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(env!("CARGO_BIN_EXE_traspasoctl"))
-        .args(["device", "to-guest", "00:00.0"])
-        .env("LANGUAGE", "en")
-        .env("LANG", "C.UTF-8")
-        .output()
-        .unwrap();
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(stderr(&out).contains("needs root"), "{}", stderr(&out));
+fn without_root_the_cli_asks_the_helper_and_says_when_it_is_missing() {
+    // No helper on this (private, absent) system bus: a clear message, exit 1.
+    let run = |uid: Option<&str>| {
+        let mut cmd = match uid {
+            Some(u) => {
+                let mut c = std::process::Command::new("setpriv");
+                c.args([
+                    &format!("--reuid={u}"),
+                    &format!("--regid={u}"),
+                    "--clear-groups",
+                ])
+                .arg(env!("CARGO_BIN_EXE_traspasoctl"));
+                c
+            }
+            None => std::process::Command::new(env!("CARGO_BIN_EXE_traspasoctl")),
+        };
+        cmd.args(["device", "to-guest", "00:00.0"])
+            .env("LANGUAGE", "en")
+            .env("LANG", "C.UTF-8")
+            .env("DBUS_SYSTEM_BUS_ADDRESS", "unix:path=/nonexistent/bus")
+            .output()
+            .unwrap()
+    };
+    let out = if traspaso::host::is_root() {
+        run(Some("65534"))
+    } else {
+        run(None)
+    };
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("helper is not available"),
+        "{}",
+        stderr(&out)
+    );
 }
