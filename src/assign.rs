@@ -51,6 +51,9 @@ pub struct Recorded {
     pub address: String,
     pub driver: Option<String>,
     pub driver_override: Option<String>,
+    /// `vendor:device`, to tell whether the address still names this function.
+    #[serde(default)]
+    pub ids: Option<String>,
 }
 
 /// What is written before the first change.
@@ -61,6 +64,9 @@ pub struct Journal {
     pub group: u32,
     pub devices: Vec<Recorded>,
     pub pid: u32,
+    /// The boot the move happened in: after a reboot the drivers are fresh.
+    #[serde(default)]
+    pub boot_id: Option<String>,
 }
 
 /// One function of the plan.
@@ -127,6 +133,28 @@ pub enum Refusal {
         device: String,
         processes: Vec<String>,
     },
+    /// A process (a running VM) holds the group's /dev/vfio node.
+    GroupInUse {
+        group: u32,
+        processes: Vec<String>,
+    },
+}
+
+/// One mount, as the disk check needs it.
+#[derive(Debug, Clone)]
+struct Mount {
+    /// `major:minor`.
+    number: String,
+    /// The kernel name of the source device (`sda1`, `dm-0`), or empty.
+    source: String,
+    point: String,
+}
+
+/// Block devices on one function.
+#[derive(Debug, Default)]
+struct BlockDevices {
+    names: std::collections::BTreeSet<String>,
+    numbers: std::collections::BTreeSet<String>,
 }
 
 /// Why a move did not happen, or did not finish.
@@ -181,6 +209,10 @@ impl std::fmt::Display for MoveError {
                 Refusal::DefaultRoute { device, interface } => gettext_f(
                     "Refused: {device} carries the default route ({interface}). The host would lose its network.",
                     &[("device", device), ("interface", interface)],
+                ),
+                Refusal::GroupInUse { group, processes } => gettext_f(
+                    "Refused: IOMMU group {group} is in use by {processes}. Shut the virtual machine down first.",
+                    &[("group", &group.to_string()), ("processes", &processes.join(", "))],
                 ),
                 Refusal::GpuInUse { device, processes } => gettext_f(
                     "Refused: {device} is in use by {processes}. Close them (or log out of the session that runs on it), or move anyway with --force.",
@@ -382,7 +414,8 @@ impl<'a> Mover<'a> {
     }
 
     /// Refuse what would take from the host something it cannot lose.
-    /// `force` only overrides a GPU in use.
+    /// `force` only overrides a GPU in use. Checks that cannot read what they
+    /// need on the live system refuse (fail closed).
     pub fn check_safety(
         &self,
         topology: &Topology,
@@ -390,15 +423,38 @@ impl<'a> Mover<'a> {
         force: bool,
     ) -> Result<(), MoveError> {
         if plan.direction == Direction::ToHost {
+            // A VM (any process) still holding the group: unbinding would hang.
+            let node = format!("/dev/vfio/{}", plan.group);
+            let users = self.processes_holding(&|t: &str| t == node)?;
+            if !users.is_empty() {
+                return Err(MoveError::Refused(Refusal::GroupInUse {
+                    group: plan.group,
+                    processes: users,
+                }));
+            }
             return Ok(());
         }
-        let mounts = self.mounted_devices()?;
+        let mounts = self.mounts()?;
+        let swaps = self.swaps()?;
         let routes = self.default_route_interfaces()?;
         for planned in &plan.devices {
             let Some(device) = topology.device(&planned.address) else {
                 continue;
             };
-            let held = self.mounts_under(device, &mounts)?;
+            let disks = self.block_devices_of(device)?;
+            let mut held: Vec<String> = mounts
+                .iter()
+                .filter(|m| disks.numbers.contains(&m.number) || disks.names.contains(&m.source))
+                .map(|m| m.point.clone())
+                .collect();
+            held.extend(
+                swaps
+                    .iter()
+                    .filter(|s| disks.names.contains(*s))
+                    .map(|s| gettext_f("swap on /dev/{device}", &[("device", s)])),
+            );
+            held.sort();
+            held.dedup();
             if !held.is_empty() {
                 return Err(MoveError::Refused(Refusal::MountedDisk {
                     device: device.label(),
@@ -406,15 +462,7 @@ impl<'a> Mover<'a> {
                 }));
             }
             for interface in &routes {
-                let link = self
-                    .host
-                    .read_link(format!("/sys/class/net/{interface}/device"));
-                let on_it = link.ok().and_then(|t| {
-                    t.file_name()
-                        .and_then(|n| n.to_str())
-                        .and_then(|n| n.parse::<PciAddress>().ok())
-                }) == Some(device.address);
-                if on_it {
+                if self.interface_on(interface, &device.address, 0)? {
                     return Err(MoveError::Refused(Refusal::DefaultRoute {
                         device: device.label(),
                         interface: interface.clone(),
@@ -434,34 +482,85 @@ impl<'a> Mover<'a> {
         Ok(())
     }
 
-    /// `major:minor` → mount points, from `/proc/self/mountinfo`.
-    fn mounted_devices(&self) -> Result<BTreeMap<String, Vec<String>>, HostError> {
-        let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
-        let text = match self.host.read_string("/proc/self/mountinfo") {
-            Ok(t) => t,
-            Err(e) if e.is_not_found() => return Ok(out),
-            Err(e) => return Err(e),
+    /// A file the checks must read: missing is fine in a capture, an error
+    /// on the live system (the check would be blind).
+    fn must_read(&self, path: &str) -> Result<Option<String>, HostError> {
+        match self.host.read_string(path) {
+            Ok(t) => Ok(Some(t)),
+            Err(e) if e.is_not_found() && !self.host.is_live() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Every mount: device number, source and mount point.
+    fn mounts(&self) -> Result<Vec<Mount>, HostError> {
+        let Some(text) = self.must_read("/proc/self/mountinfo")? else {
+            return Ok(Vec::new());
         };
+        let mut out = Vec::new();
         for line in text.lines() {
             let fields: Vec<&str> = line.split_whitespace().collect();
-            if fields.len() > 4 {
-                out.entry(fields[2].to_owned())
-                    .or_default()
-                    .push(fields[4].to_owned());
+            // id parent major:minor root point options [optional…] - fstype source super
+            let Some(dash) = fields.iter().position(|f| *f == "-") else {
+                continue;
+            };
+            if fields.len() < 5 || fields.len() < dash + 3 {
+                continue;
             }
+            let source = fields[dash + 2];
+            // /dev/sda1, /dev/nvme0n1p2, /dev/mapper/home (btrfs and friends
+            // report an anonymous major:minor: the source names the disk).
+            let source = match source.strip_prefix("/dev/mapper/") {
+                Some(name) => self.dm_device(name)?.unwrap_or_default(),
+                None => source
+                    .strip_prefix("/dev/")
+                    .map(str::to_owned)
+                    .unwrap_or_default(),
+            };
+            out.push(Mount {
+                number: fields[2].to_owned(),
+                source,
+                point: fields[4].to_owned(),
+            });
         }
         Ok(out)
     }
 
-    /// The mount points that live on block devices of this function: its
-    /// disks, their partitions and whatever is stacked on them (dm, md).
-    fn mounts_under(
-        &self,
-        device: &PciDevice,
-        mounts: &BTreeMap<String, Vec<String>>,
-    ) -> Result<Vec<String>, HostError> {
+    /// The kernel name (dm-N) of a device-mapper device by its name.
+    fn dm_device(&self, name: &str) -> Result<Option<String>, HostError> {
+        for dev in self.host.read_dir_or_empty("/sys/block")? {
+            if dev.starts_with("dm-")
+                && self
+                    .host
+                    .read_attr(format!("/sys/block/{dev}/dm/name"))?
+                    .as_deref()
+                    == Some(name)
+            {
+                return Ok(Some(dev));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Block devices used as swap, by kernel name.
+    fn swaps(&self) -> Result<Vec<String>, HostError> {
+        let Some(text) = self.must_read("/proc/swaps")? else {
+            return Ok(Vec::new());
+        };
+        Ok(text
+            .lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next())
+            .filter_map(|p| p.strip_prefix("/dev/"))
+            .map(|p| p.rsplit('/').next().unwrap_or(p).to_owned())
+            .collect())
+    }
+
+    /// The block devices that live on this function: its disks, their
+    /// partitions and whatever is stacked on them (dm, md), by name and number.
+    fn block_devices_of(&self, device: &PciDevice) -> Result<BlockDevices, HostError> {
         let address = device.address.to_string();
-        let mut found = Vec::new();
+        let mut found = BlockDevices::default();
         for disk in self.host.read_dir_or_empty("/sys/block")? {
             let Ok(target) = self.host.read_link(format!("/sys/block/{disk}")) else {
                 continue;
@@ -478,15 +577,14 @@ impl<'a> Mover<'a> {
                 if !seen.insert(dir.clone()) {
                     continue;
                 }
-                if let Some(dev) = self.host.read_attr(format!("{dir}/dev"))? {
-                    if let Some(points) = mounts.get(&dev) {
-                        found.extend(points.iter().cloned());
-                    }
-                }
                 let name = Path::new(&dir)
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
+                found.names.insert(name.clone());
+                if let Some(dev) = self.host.read_attr(format!("{dir}/dev"))? {
+                    found.numbers.insert(dev);
+                }
                 for entry in self.host.read_dir_or_empty(&dir)? {
                     // Partitions are subdirectories named after the disk.
                     if entry.starts_with(&name) && entry != name {
@@ -498,15 +596,13 @@ impl<'a> Mover<'a> {
                 }
             }
         }
-        found.sort();
-        found.dedup();
         Ok(found)
     }
 
     /// Interfaces that carry an IPv4 or IPv6 default route.
     fn default_route_interfaces(&self) -> Result<Vec<String>, HostError> {
         let mut out = Vec::new();
-        if let Ok(text) = self.host.read_string("/proc/net/route") {
+        if let Some(text) = self.must_read("/proc/net/route")? {
             for line in text.lines().skip(1) {
                 let f: Vec<&str> = line.split_whitespace().collect();
                 if f.len() > 7 && f[1] == "00000000" && f[7] == "00000000" {
@@ -514,6 +610,7 @@ impl<'a> Mover<'a> {
                 }
             }
         }
+        // IPv6 may be disabled: then the file is missing, which is fine.
         if let Ok(text) = self.host.read_string("/proc/net/ipv6_route") {
             for line in text.lines() {
                 let f: Vec<&str> = line.split_whitespace().collect();
@@ -527,21 +624,46 @@ impl<'a> Mover<'a> {
         Ok(out)
     }
 
-    /// Processes with the function's DRM nodes (or, for nvidia, its device
-    /// nodes) open: "name (pid)".
-    fn gpu_users(&self, device: &PciDevice) -> Result<Vec<String>, HostError> {
-        let mut nodes: Vec<String> = self
-            .host
-            .read_dir_or_empty(device_dir(&device.address).join("drm"))?
-            .into_iter()
-            .filter(|n| n.starts_with("card") || n.starts_with("renderD"))
-            .map(|n| format!("/dev/dri/{n}"))
-            .collect();
-        let nvidia = device.driver.as_deref() == Some("nvidia");
-        if nodes.is_empty() && !nvidia {
-            return Ok(Vec::new());
+    /// Whether an interface sits on this function: its device path passes
+    /// through it (virtio and USB NICs hang below the PCI function), or one
+    /// of its lower interfaces (bridge ports, bond slaves, VLAN parents) does.
+    fn interface_on(
+        &self,
+        interface: &str,
+        address: &PciAddress,
+        depth: u32,
+    ) -> Result<bool, HostError> {
+        if depth > 8 || interface.contains('/') || interface.starts_with('.') {
+            return Ok(false);
         }
-        nodes.sort();
+        let wanted = address.to_string();
+        if let Ok(target) = self
+            .host
+            .read_link(format!("/sys/class/net/{interface}/device"))
+        {
+            if target
+                .components()
+                .any(|c| c.as_os_str().to_str() == Some(wanted.as_str()))
+            {
+                return Ok(true);
+            }
+        }
+        for entry in self
+            .host
+            .read_dir_or_empty(format!("/sys/class/net/{interface}"))?
+        {
+            if let Some(lower) = entry.strip_prefix("lower_") {
+                if self.interface_on(lower, address, depth + 1)? {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// Processes with an open file whose link target satisfies `matches`:
+    /// "name (pid)".
+    fn processes_holding(&self, matches: &dyn Fn(&str) -> bool) -> Result<Vec<String>, HostError> {
         let me = std::process::id().to_string();
         let mut users = Vec::new();
         for pid in self.host.read_dir_or_empty("/proc")? {
@@ -557,7 +679,7 @@ impl<'a> Mover<'a> {
                     .read_link(format!("/proc/{pid}/fd/{fd}"))
                     .ok()
                     .and_then(|t| t.to_str().map(str::to_owned))
-                    .is_some_and(|t| nodes.contains(&t) || (nvidia && t.starts_with("/dev/nvidia")))
+                    .is_some_and(|t| matches(&t))
             });
             if holds {
                 let comm = self
@@ -570,6 +692,25 @@ impl<'a> Mover<'a> {
             }
         }
         Ok(users)
+    }
+
+    /// Processes with the function's DRM nodes (or, for nvidia, its device
+    /// nodes) open: "name (pid)".
+    fn gpu_users(&self, device: &PciDevice) -> Result<Vec<String>, HostError> {
+        let nodes: Vec<String> = self
+            .host
+            .read_dir_or_empty(device_dir(&device.address).join("drm"))?
+            .into_iter()
+            .filter(|n| n.starts_with("card") || n.starts_with("renderD"))
+            .map(|n| format!("/dev/dri/{n}"))
+            .collect();
+        let nvidia = device.driver.as_deref() == Some("nvidia");
+        if nodes.is_empty() && !nvidia {
+            return Ok(Vec::new());
+        }
+        self.processes_holding(&|t: &str| {
+            nodes.iter().any(|n| n == t) || (nvidia && t.starts_with("/dev/nvidia"))
+        })
     }
 
     /// A forward write, through the test seams.
@@ -644,7 +785,11 @@ impl<'a> Mover<'a> {
                 "vfio-pci is not loaded in this captured host",
             )));
         }
-        let status = std::process::Command::new("modprobe")
+        let modprobe = ["/usr/sbin/modprobe", "/sbin/modprobe"]
+            .into_iter()
+            .find(|p| Path::new(p).exists())
+            .ok_or_else(|| fail(gettext("modprobe is not installed")))?;
+        let status = std::process::Command::new(modprobe)
             .arg(VFIO)
             .stdin(std::process::Stdio::null())
             .status()
@@ -667,7 +812,26 @@ impl<'a> Mover<'a> {
             address: address.to_string(),
             driver: self.driver(address)?,
             driver_override: self.driver_override(address)?,
+            ids: self.ids(address),
         })
+    }
+
+    fn ids(&self, address: &PciAddress) -> Option<String> {
+        let dir = device_dir(address);
+        let vendor = self.host.read_attr(dir.join("vendor")).ok().flatten()?;
+        let device = self.host.read_attr(dir.join("device")).ok().flatten()?;
+        Some(format!(
+            "{}:{}",
+            vendor.trim_start_matches("0x"),
+            device.trim_start_matches("0x")
+        ))
+    }
+
+    fn boot_id(&self) -> Option<String> {
+        self.host
+            .read_attr("/proc/sys/kernel/random/boot_id")
+            .ok()
+            .flatten()
     }
 
     /// Move the group of a planned move. Returns the functions that changed.
@@ -700,6 +864,7 @@ impl<'a> Mover<'a> {
             group: plan.group,
             devices: records.clone(),
             pid: std::process::id(),
+            boot_id: self.boot_id(),
         };
         let text = serde_json::to_vec_pretty(&journal).unwrap_or_default();
         self.host
@@ -719,10 +884,17 @@ impl<'a> Mover<'a> {
                 Direction::ToHost => self.release(&d.address, d.target.as_deref()),
             };
             if let Err((step, detail)) = result {
-                let rolled_back = self.restore_all(&touched);
+                let problems = self.restore_all(&touched);
+                let rolled_back = problems.is_empty();
                 if rolled_back {
-                    self.host.remove_state(Path::new(JOURNAL))?;
+                    // The failure is what the user must hear about, not this.
+                    let _ = self.host.remove_state(Path::new(JOURNAL));
                 }
+                let detail = if rolled_back {
+                    detail
+                } else {
+                    format!("{detail}; {}", problems.join("; "))
+                };
                 return Err(MoveError::Failed {
                     step,
                     device: Some(d.address),
@@ -744,8 +916,10 @@ impl<'a> Mover<'a> {
                 }
             }
         }
+        // The move succeeded: the journal must go even if the record of
+        // original drivers cannot be kept (it only helps the way back).
         let text = serde_json::to_vec_pretty(&assigned).unwrap_or_default();
-        self.host.write_state(Path::new(ASSIGNED), &text)?;
+        let _ = self.host.write_state(Path::new(ASSIGNED), &text);
         self.host.remove_state(Path::new(JOURNAL))?;
         Ok(todo.iter().map(|d| d.address).collect())
     }
@@ -796,6 +970,13 @@ impl<'a> Mover<'a> {
     }
 
     fn bind_by_name(&self, address: &PciAddress, driver: &str) -> Result<(), String> {
+        // The name comes from our own state files: still, never a path.
+        if driver.is_empty() || driver.contains('/') || driver == "." || driver == ".." {
+            return Err(gettext_f(
+                "“{driver}” is not a driver name",
+                &[("driver", driver)],
+            ));
+        }
         let name = address.to_string();
         if self.driver(address).map_err(|e| e.to_string())?.is_some() {
             self.host
@@ -812,12 +993,16 @@ impl<'a> Mover<'a> {
     }
 
     /// Put one function back as recorded. Never through the test seams.
+    /// A function that is gone is nothing to restore.
     fn restore(&self, rec: &Recorded) -> Result<(), String> {
         let address: PciAddress = rec
             .address
             .parse()
             .map_err(|e: crate::pci::AddressError| e.to_string())?;
         let dir = device_dir(&address);
+        if !self.host.exists(&dir) {
+            return Ok(());
+        }
         let name = address.to_string();
         let wanted_override = rec.driver_override.clone().unwrap_or_default();
         self.host
@@ -838,28 +1023,36 @@ impl<'a> Mover<'a> {
         let Some(original) = &rec.driver else {
             return Ok(());
         };
-        self.host
+        // A probe that fails or picks another driver: bind the original by name.
+        let probed = self
+            .host
             .write(Path::new(DRIVERS_PROBE), name.as_bytes())
-            .map_err(|e| e.to_string())?;
-        match self.wait_for_driver(&address, Some(original)) {
-            Ok(_) => Ok(()),
+            .map_err(|e| e.to_string())
+            .and_then(|()| self.wait_for_driver(&address, Some(original)).map(|_| ()));
+        match probed {
+            Ok(()) => Ok(()),
             Err(_) => self.bind_by_name(&address, original),
         }
     }
 
-    /// Restore every touched function, last first; true when all are back.
-    fn restore_all(&self, touched: &[&Recorded]) -> bool {
-        let mut all = true;
+    /// Restore every touched function, last first, going on after a failure.
+    /// Returns one sentence per function that could not be put back.
+    fn restore_all(&self, touched: &[&Recorded]) -> Vec<String> {
+        let mut problems = Vec::new();
         for rec in touched.iter().rev() {
-            if self.restore(rec).is_err() {
-                all = false;
+            if let Err(e) = self.restore(rec) {
+                problems.push(format!("{}: {e}", rec.address));
             }
         }
-        all
+        problems
     }
 
-    /// Finish an interrupted move: put every function of the journal back
-    /// as it was before, then remove the journal. `None`: nothing to do.
+    /// Finish an interrupted move, then remove the journal. `None`: nothing
+    /// to do. In the same boot, a move to the guest is undone (every function
+    /// back as recorded) and a move to the host is finished (a function left
+    /// on vfio-pci is released: nothing must stay half given). After a reboot,
+    /// or when an address now names another function, only the override is
+    /// cleared: the drivers there are fresh and not ours to touch.
     pub fn recover(&self) -> Result<Option<Vec<String>>, MoveError> {
         let text = match self.host.read_string(JOURNAL) {
             Ok(t) => t,
@@ -868,19 +1061,83 @@ impl<'a> Mover<'a> {
         };
         let journal: Journal =
             serde_json::from_str(&text).map_err(|e| MoveError::BadJournal(e.to_string()))?;
-        let refs: Vec<&Recorded> = journal.devices.iter().collect();
-        if !self.restore_all(&refs) {
+        let same_boot = journal.boot_id.is_some() && journal.boot_id == self.boot_id();
+        let mut problems = Vec::new();
+        let mut handled = Vec::new();
+        for rec in journal.devices.iter().rev() {
+            let Ok(address) = rec.address.parse::<PciAddress>() else {
+                continue;
+            };
+            if !self.host.exists(device_dir(&address)) {
+                continue;
+            }
+            let same_function = rec.ids.is_none() || rec.ids == self.ids(&address);
+            let result = if !same_boot || !same_function {
+                self.clear_override(&address)
+            } else {
+                match journal.direction {
+                    Direction::ToGuest => self.restore(rec),
+                    Direction::ToHost => self.finish_release(&address),
+                }
+            };
+            match result {
+                Ok(()) => handled.push(rec.address.clone()),
+                Err(e) => problems.push(format!("{}: {e}", rec.address)),
+            }
+        }
+        if !problems.is_empty() {
             return Err(MoveError::Failed {
                 step: Step::Verify,
                 device: None,
-                detail: gettext("the interrupted move could not be undone"),
+                detail: format!(
+                    "{} ({})",
+                    gettext("the interrupted move could not be undone"),
+                    problems.join("; ")
+                ),
                 rolled_back: false,
             });
         }
         self.host.remove_state(Path::new(JOURNAL))?;
-        Ok(Some(
-            journal.devices.into_iter().map(|d| d.address).collect(),
-        ))
+        handled.reverse();
+        Ok(Some(handled))
+    }
+
+    /// Clear a vfio-pci override we set; leave any other override alone.
+    fn clear_override(&self, address: &PciAddress) -> Result<(), String> {
+        if self
+            .driver_override(address)
+            .map_err(|e| e.to_string())?
+            .is_some_and(|o| o.starts_with("vfio"))
+        {
+            self.host
+                .write(device_dir(address).join("driver_override"), b"\n")
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// The rest of a move to the host: release a function still on vfio.
+    fn finish_release(&self, address: &PciAddress) -> Result<(), String> {
+        self.clear_override(address)?;
+        let now = self.driver(address).map_err(|e| e.to_string())?;
+        let name = address.to_string();
+        if now.as_deref().is_some_and(|d| d.starts_with("vfio")) {
+            self.host
+                .write(device_dir(address).join("driver/unbind"), name.as_bytes())
+                .map_err(|e| e.to_string())?;
+        }
+        if self.driver(address).map_err(|e| e.to_string())?.is_none() {
+            let original = self.assigned().get(&name).cloned().flatten();
+            self.host
+                .write(Path::new(DRIVERS_PROBE), name.as_bytes())
+                .map_err(|e| e.to_string())?;
+            if let Some(o) = original {
+                if self.wait_for_driver(address, Some(&o)).is_err() {
+                    self.bind_by_name(address, &o)?;
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Take the move lock, or report that another move holds it.

@@ -426,18 +426,27 @@ fn device_command(globals: &Globals, args: &ArgMatches) -> CliResult {
     let mut mover = Mover::new(&host);
     seams(&mut mover);
     // One move at a time, and an interrupted one is finished first.
+    // `status` never fails because of them: it reports and goes on.
     let _lock = if host.is_live() && is_root() {
-        let lock = mover.lock().map_err(move_error)?;
-        if let Some(restored) = mover.recover().map_err(move_error)? {
-            eprintln!(
-                "{}",
-                gettext_f(
-                    "An interrupted move was undone: {devices} are back on their previous drivers.",
-                    &[("devices", &restored.join(", "))]
-                )
-            );
+        match mover.lock() {
+            Ok(lock) => {
+                match mover.recover() {
+                    Ok(Some(restored)) => eprintln!(
+                        "{}",
+                        gettext_f(
+                            "An interrupted move was undone: {devices} are back on their previous drivers.",
+                            &[("devices", &restored.join(", "))]
+                        )
+                    ),
+                    Ok(None) => {}
+                    Err(e) if !changes => eprintln!("traspasoctl: {e}"),
+                    Err(e) => return Err(move_error(e)),
+                }
+                Some(lock)
+            }
+            Err(MoveError::Busy) if !changes => None,
+            Err(e) => return Err(move_error(e)),
         }
-        Some(lock)
     } else {
         None
     };

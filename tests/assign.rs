@@ -313,3 +313,99 @@ fn without_root_the_cli_asks_the_helper_and_says_when_it_is_missing() {
         stderr(&out)
     );
 }
+
+#[test]
+fn btrfs_sources_swap_virtio_and_bridged_nics_are_caught() {
+    let root = host("ivy-bridge-desktop");
+    let r = root.path();
+    let ahci = device_dir(r, "0000:00:1f.2");
+    let sda = format!("{ahci}/ata1/host0/target0:0:0/0:0:0:0/block/sda");
+    link(
+        r,
+        "/sys/block/sda",
+        &format!("../..{ahci}/ata1/host0/target0:0:0/0:0:0:0/block/sda"),
+    );
+    put(r, &format!("{sda}/dev"), "8:0\n");
+    put(r, &format!("{sda}/sda1/dev"), "8:1\n");
+    put(r, &format!("{sda}/sda2/dev"), "8:2\n");
+    // btrfs reports an anonymous device number: the source names the disk.
+    put(
+        r,
+        "/proc/self/mountinfo",
+        "30 1 0:45 /@home /home rw shared:1 - btrfs /dev/sda2 rw,subvol=/@home\n",
+    );
+    put(r, "/proc/swaps", "Filename\tType\tSize\tUsed\tPriority\n");
+    let refused = |r: &Path, address: &str| {
+        let out = ctl(&["--root", r.to_str().unwrap(), "device", "to-guest", address]);
+        (out.status.code(), stderr(&out))
+    };
+    let (code, err) = refused(r, "00:1f.2");
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains("/home"), "{err}");
+    // Swap only.
+    put(
+        r,
+        "/proc/self/mountinfo",
+        "23 1 0:5 / /proc rw - proc proc rw\n",
+    );
+    put(
+        r,
+        "/proc/swaps",
+        "Filename\tType\tSize\tUsed\tPriority\n/dev/sda1 partition 1048572 0 -2\n",
+    );
+    let (code, err) = refused(r, "00:1f.2");
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains("swap on /dev/sda1"), "{err}");
+
+    // A bridge whose port is the NIC carries the default route.
+    let nic = device_dir(r, "0000:00:19.0");
+    link(r, "/sys/class/net/eno1/device", &format!("../../..{nic}"));
+    put(r, "/sys/class/net/br0/lower_eno1/.keep", "");
+    put(
+        r,
+        "/proc/net/route",
+        "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n\
+         br0\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n",
+    );
+    let (code, err) = refused(r, "00:19.0");
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains("br0"), "{err}");
+
+    // A virtio-style NIC below the function (…/0000:00:19.0/virtio0).
+    std::fs::remove_file(r.join("sys/class/net/eno1/device")).unwrap();
+    link(
+        r,
+        "/sys/class/net/eth0/device",
+        &format!("../../..{nic}/virtio0"),
+    );
+    put(
+        r,
+        "/proc/net/route",
+        "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n\
+         eth0\t00000000\t0101A8C0\t0003\t0\t0\t100\t00000000\t0\t0\t0\n",
+    );
+    let (code, err) = refused(r, "00:19.0");
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains("eth0"), "{err}");
+}
+
+#[test]
+fn a_group_held_by_a_vm_does_not_go_back_to_the_host() {
+    let root = host("ivy-bridge-desktop");
+    let r = root.path();
+    put(r, "/proc/777/comm", "qemu-system-x86\n");
+    link(r, "/proc/777/fd/31", "/dev/vfio/1");
+    let out = ctl(&[
+        "--root",
+        r.to_str().unwrap(),
+        "device",
+        "to-host",
+        "01:00.0",
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("qemu-system-x86 (777)"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -105,6 +105,34 @@ expect "after recovery" 01:00.0 "$gpu"
 expect "after recovery" 01:00.1 "$audio"
 no_journal "after recovery"
 
+# The way back fails at each write: the group stays on vfio-pci (as before
+# that move), then a clean move brings it home.
+run 0 "GPU to the guest for the return tests" device to-guest 01:00.0
+n=1
+while [ $n -le 6 ]; do
+    TRASPASO_FAIL_AT_WRITE=$n "$ctl" device to-host 01:00.0 >>moves.log 2>&1
+    got=$?
+    [ "$got" = 1 ] && ok "return fails at write $n: exit 1" || bad "return fails at write $n: exit $got"
+    expect "return fails at write $n" 01:00.0 vfio-pci
+    expect "return fails at write $n" 01:00.1 vfio-pci
+    no_journal "return fails at write $n"
+    n=$((n + 1))
+done
+
+# Killed half-way back: the next start finishes the return.
+TRASPASO_PAUSE_AT_WRITE=4:4000 "$ctl" device to-host 01:00.0 >>moves.log 2>&1 &
+pid=$!
+sleep 2
+kill -9 $pid
+wait $pid 2>/dev/null
+expect "killed on the way back" 01:00.0 "$gpu"
+expect "killed on the way back" 01:00.1 vfio-pci
+"$ctl" device status 01:00.1 >recover.log 2>&1
+grep -q "interrupted move was undone" recover.log && ok "the next start finishes the return" || bad "no recovery on the way back: $(cat recover.log)"
+expect "return finished" 01:00.0 "$gpu"
+expect "return finished" 01:00.1 "$audio"
+no_journal "return finished"
+
 echo "--- traspasoctl output"
 cat moves.log
 exit $failed
