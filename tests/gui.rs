@@ -173,6 +173,14 @@ fn desktop() {
     ] {
         assert!(details.contains(expected), "{expected:?} in:\n{details}");
     }
+    // The switch that gives the group to a VM: off, and only for this computer.
+    let row =
+        find_widget(&w.root(), &|x| x.widget_name() == "move-row").expect("the move switch row");
+    let switch: gtk::Switch = find_widget(&row, &|x| x.is::<gtk::Switch>())
+        .and_downcast()
+        .unwrap();
+    assert!(!switch.is_active() && !switch.is_sensitive());
+    assert!(texts(&row).contains("Only the devices of this computer can move."));
     w.screenshot("main-window");
 
     // Open a ROM file for the selected card: the file chooser, then the verdict.

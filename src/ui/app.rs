@@ -18,8 +18,11 @@ use super::model::{self, Filter, ViewMode};
 use super::settings::Settings;
 use super::tree::{DeviceList, Selection};
 use super::wizard::{Wizard, WizardInit, WizardOutput};
+use crate::assign::Direction;
+use crate::dbus::{self, CallError};
 use crate::host::HostRoot;
 use crate::i18n::{gettext, gettext_f, ngettext_f};
+use crate::pci::PciAddress;
 use crate::samples::{Sample, SampleHost, SAMPLES};
 use crate::topology::{self, ScanOptions, Topology};
 use crate::{readiness, report};
@@ -214,6 +217,8 @@ pub enum AppMsg {
     WizardFinished,
     SaveReport,
     ReportSaved(Result<String, String>),
+    /// Give the group of this function to a VM (`true`) or back to the host.
+    Move(PciAddress, bool),
 }
 
 #[derive(Debug)]
@@ -221,6 +226,7 @@ pub enum AppCmd {
     Loaded { generation: u64, result: LoadResult },
     Polled { generation: u64, changed: bool },
     Saved(Result<String, String>),
+    Moved(bool, Result<Vec<String>, CallError>),
 }
 
 fn load(source: Source, pci_ids: Option<PathBuf>) -> LoadResult {
@@ -268,6 +274,59 @@ impl App {
                 .unwrap_or_else(|| load(source, pci_ids));
             AppCmd::Loaded { generation, result }
         });
+    }
+
+    /// The outcome of a move: a toast, or a dialog with the reason; the list
+    /// is read again either way.
+    fn moved(
+        &mut self,
+        root: &adw::ApplicationWindow,
+        sender: &ComponentSender<Self>,
+        to_guest: bool,
+        result: Result<Vec<String>, CallError>,
+    ) {
+        let refused = match result {
+            Ok(moved) => {
+                toast(
+                    root,
+                    &if moved.is_empty() {
+                        gettext("Nothing to do: the group is already there.")
+                    } else if to_guest {
+                        gettext_f(
+                            "Given to vfio-pci, ready for a VM: {devices}",
+                            &[("devices", &moved.join(", "))],
+                        )
+                    } else {
+                        gettext_f(
+                            "Back on the host's drivers: {devices}",
+                            &[("devices", &moved.join(", "))],
+                        )
+                    },
+                );
+                None
+            }
+            Err(CallError::AccessDenied(_)) => {
+                toast(root, &gettext("Not authorised: nothing was moved"));
+                None
+            }
+            Err(CallError::Refused(t)) => Some((gettext("This Group Cannot Move"), t)),
+            Err(CallError::Unavailable(t)) => Some((
+                gettext("The Helper Is Not Available"),
+                gettext_f(
+                    "Moving devices from the app needs Traspaso's helper, which comes with the distribution package (not with a Flatpak). Until then, “sudo traspasoctl device to-guest ADDRESS” does the move. ({detail})",
+                    &[("detail", &t)],
+                ),
+            )),
+            Err(CallError::InvalidArgs(t) | CallError::Failed(t)) => {
+                Some((gettext("The Move Failed"), t))
+            }
+        };
+        if let Some((heading, body)) = refused {
+            let dialog = adw::MessageDialog::new(Some(root), Some(&heading), Some(&body));
+            dialog.add_response("close", &gettext("_Close"));
+            dialog.present();
+        }
+        self.start_load(sender);
     }
 
     /// On the first start, on this computer, the wizard opens by itself.
@@ -320,6 +379,8 @@ impl App {
                 self.bindings = Some(loaded.bindings);
                 self.assessment = loaded.assessment;
                 self.topology = Some(Arc::new(loaded.topology));
+                self.details
+                    .emit(DetailsMsg::CanMove(self.source == Source::Live));
                 self.page = if iommu || self.browse_anyway {
                     Page::Browse
                 } else {
@@ -684,6 +745,7 @@ impl Component for App {
                 .forward(sender.input_sender(), |out| match out {
                     DetailsOutput::Select(s) => AppMsg::Select(s),
                     DetailsOutput::Toast(t) => AppMsg::Toast(t),
+                    DetailsOutput::Move(a, to_guest) => AppMsg::Move(a, to_guest),
                 });
         let mode = ViewMode::from_setting(&settings.string("view", "groups"));
         let main_menu = main_menu();
@@ -911,6 +973,17 @@ impl Component for App {
                     toast(root, &gettext("There is nothing to report yet."));
                 }
             }
+            AppMsg::Move(address, to_guest) => {
+                self.details.emit(DetailsMsg::Busy(Some(address)));
+                let direction = if to_guest {
+                    Direction::ToGuest
+                } else {
+                    Direction::ToHost
+                };
+                sender.spawn_oneshot_command(move || {
+                    AppCmd::Moved(to_guest, dbus::call_move(&address.to_string(), direction))
+                });
+            }
             AppMsg::ReportSaved(result) => match result {
                 Ok(path) => toast(
                     root,
@@ -942,6 +1015,10 @@ impl Component for App {
                 }
             }
             AppCmd::Saved(result) => sender.input(AppMsg::ReportSaved(result)),
+            AppCmd::Moved(to_guest, result) => {
+                self.details.emit(DetailsMsg::Busy(None));
+                self.moved(root, &sender, to_guest, result);
+            }
             AppCmd::Polled {
                 generation,
                 changed,

@@ -22,6 +22,10 @@ pub struct Details {
     /// A ROM file opened for the shown device: its name and verdict or error.
     rom_file: Option<(PathBuf, Result<RomVerdict, String>)>,
     chooser: Option<gtk::FileChooserNative>,
+    /// Devices can move: this computer (not a capture or a sample).
+    can_move: bool,
+    /// The function whose group is moving now.
+    busy: Option<PciAddress>,
 }
 
 #[derive(Debug)]
@@ -29,6 +33,12 @@ pub enum DetailsMsg {
     Show(Option<(Arc<Topology>, Selection)>),
     OpenRomFile,
     RomFileChosen(PathBuf),
+    /// Whether moves are possible here (this computer).
+    CanMove(bool),
+    /// A move started (`Some`) or ended (`None`).
+    Busy(Option<PciAddress>),
+    /// The switch was flipped: to the VM (`true`) or back.
+    Toggle(PciAddress, bool),
 }
 
 #[derive(Debug)]
@@ -37,6 +47,8 @@ pub enum DetailsOutput {
     Select(Selection),
     /// A short outcome for a toast.
     Toast(String),
+    /// Move the group of this function: to the guest (`true`) or back.
+    Move(PciAddress, bool),
 }
 
 #[derive(Debug)]
@@ -93,6 +105,8 @@ impl Component for Details {
             shown: None,
             rom_file: None,
             chooser: None,
+            can_move: false,
+            busy: None,
         };
         ComponentParts {
             model,
@@ -142,6 +156,13 @@ impl Component for Details {
                 });
                 chooser.show();
                 self.chooser = Some(chooser);
+            }
+            DetailsMsg::CanMove(can) => self.can_move = can,
+            DetailsMsg::Busy(busy) => self.busy = busy,
+            DetailsMsg::Toggle(address, to_guest) => {
+                if self.busy.is_none() {
+                    let _ = sender.output(DetailsOutput::Move(address, to_guest));
+                }
             }
             DetailsMsg::RomFileChosen(path) => {
                 sender.oneshot_command(async move {
@@ -241,6 +262,11 @@ impl Details {
             row.connect_activated(move |_| out.emit(DetailsOutput::Select(Selection::Group(id))));
             move_group.add(&row);
         }
+        if let Some(group) = device.iommu_group.and_then(|g| topology.group(g)) {
+            if !device.bridge && !group.moves_together.is_empty() {
+                move_group.add(&self.switch_row(topology, group, address, sender));
+            }
+        }
         content.append(&move_group);
 
         if device.class.is_display() || device.has_rom || device.rom.is_some() {
@@ -264,6 +290,54 @@ impl Details {
             attributes.add(&row);
         }
         content.append(&attributes);
+    }
+
+    /// The switch that gives the group to a VM and takes it back.
+    fn switch_row(
+        &self,
+        topology: &Topology,
+        group: &crate::topology::IommuGroup,
+        address: &PciAddress,
+        sender: &ComponentSender<Self>,
+    ) -> adw::ActionRow {
+        let on_vfio = group
+            .moves_together
+            .iter()
+            .filter_map(|a| topology.device(a))
+            .all(|d| d.on_vfio());
+        let row = adw::ActionRow::new();
+        row.set_widget_name("move-row");
+        row.set_title(&gettext("Given to a Virtual Machine"));
+        let busy = self.busy.is_some();
+        row.set_subtitle(&if busy {
+            gettext("Moving…")
+        } else if !self.can_move {
+            gettext("Only the devices of this computer can move.")
+        } else if on_vfio {
+            gettext("On vfio-pci: a virtual machine can use the group.")
+        } else {
+            gettext("On the host's drivers.")
+        });
+        if busy {
+            let spinner = gtk::Spinner::new();
+            spinner.start();
+            row.add_suffix(&spinner);
+        }
+        let switch = gtk::Switch::new();
+        switch.set_valign(gtk::Align::Center);
+        switch.set_active(on_vfio);
+        switch.set_sensitive(self.can_move && !busy);
+        super::set_accessible_label(&switch, &gettext("Given to a Virtual Machine"));
+        let input = sender.input_sender().clone();
+        let address = *address;
+        // The switch flips when the move is done (the view is rebuilt then).
+        switch.connect_state_set(move |_, wanted| {
+            input.emit(DetailsMsg::Toggle(address, wanted));
+            gtk::glib::Propagation::Stop
+        });
+        row.add_suffix(&switch);
+        row.set_activatable_widget(Some(&switch));
+        row
     }
 
     fn rom_group(
