@@ -366,3 +366,10 @@ pub fn call_move(address: &str, direction: Direction) -> Result<Vec<String>, Cal
         Direction::ToHost => proxy.return_to_host(address)?,
     })
 }
+
+/// Read a function's option ROM through the helper.
+pub fn call_read_rom(address: &str) -> Result<Vec<u8>, CallError> {
+    let connection = zbus::blocking::Connection::system()?;
+    let proxy = Helper1ProxyBlocking::new(&connection)?;
+    Ok(proxy.read_rom(address)?)
+}

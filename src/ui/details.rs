@@ -26,6 +26,8 @@ pub struct Details {
     can_move: bool,
     /// The function whose group is moving now.
     busy: Option<PciAddress>,
+    /// The ROM read from the device through the helper: its verdict or why not.
+    rom_device: Option<(PciAddress, Result<RomVerdict, String>)>,
 }
 
 #[derive(Debug)]
@@ -39,6 +41,8 @@ pub enum DetailsMsg {
     Busy(Option<PciAddress>),
     /// The switch was flipped: to the VM (`true`) or back.
     Toggle(PciAddress, bool),
+    /// "Read From Device" was pressed (with whether it is the boot VGA device).
+    ReadRom(PciAddress, bool),
 }
 
 #[derive(Debug)]
@@ -54,6 +58,7 @@ pub enum DetailsOutput {
 #[derive(Debug)]
 pub enum DetailsCmd {
     RomRead(PathBuf, Result<RomVerdict, String>),
+    RomFromDevice(PciAddress, Result<RomVerdict, String>),
 }
 
 pub struct DetailsWidgets {
@@ -107,6 +112,7 @@ impl Component for Details {
             chooser: None,
             can_move: false,
             busy: None,
+            rom_device: None,
         };
         ComponentParts {
             model,
@@ -158,6 +164,12 @@ impl Component for Details {
                 self.chooser = Some(chooser);
             }
             DetailsMsg::CanMove(can) => self.can_move = can,
+            DetailsMsg::ReadRom(address, boot_vga) => {
+                // A blocking D-Bus call: on the blocking pool, not the main loop.
+                sender.spawn_oneshot_command(move || {
+                    DetailsCmd::RomFromDevice(address, rom_via_helper(address, boot_vga))
+                });
+            }
             DetailsMsg::Busy(busy) => self.busy = busy,
             DetailsMsg::Toggle(address, to_guest) => {
                 if self.busy.is_none() {
@@ -174,7 +186,17 @@ impl Component for Details {
     }
 
     fn update_cmd(&mut self, msg: DetailsCmd, sender: ComponentSender<Self>, _: &gtk::Stack) {
-        let DetailsCmd::RomRead(path, result) = msg;
+        let (path, result) = match msg {
+            DetailsCmd::RomRead(path, result) => (path, result),
+            DetailsCmd::RomFromDevice(address, result) => {
+                let _ = sender.output(DetailsOutput::Toast(match &result {
+                    Ok(verdict) => model::rom_text(Some(verdict), true).0,
+                    Err(e) => e.clone(),
+                }));
+                self.rom_device = Some((address, result));
+                return;
+            }
+        };
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -211,6 +233,20 @@ impl Component for Details {
         }
         widgets.stack.set_visible_child_name("content");
     }
+}
+
+/// The device's ROM through the helper (a blocking D-Bus call), judged.
+fn rom_via_helper(address: PciAddress, boot_vga: bool) -> Result<RomVerdict, String> {
+    use crate::dbus::CallError;
+    let data = crate::dbus::call_read_rom(&address.to_string()).map_err(|e| match e {
+        CallError::Unavailable(_) => {
+            gettext("Traspaso's helper is not available: it comes with the distribution package.")
+        }
+        CallError::AccessDenied(_) => gettext("Not authorised to read the ROM."),
+        CallError::InvalidArgs(t) | CallError::Refused(t) | CallError::Failed(t) => t,
+    })?;
+    let parsed = rom::parse(&data).map_err(|e| e.to_string())?;
+    Ok(RomVerdict::of(&parsed, boot_vga))
 }
 
 fn read_rom_verdict(path: &std::path::Path) -> Result<RomVerdict, String> {
@@ -358,7 +394,37 @@ impl Details {
         let row = adw::ActionRow::new();
         row.set_title(&title);
         row.set_subtitle(&text);
+        if self.can_move && device.has_rom {
+            let read = gtk::Button::with_mnemonic(&gettext("_Read From Device"));
+            read.set_valign(gtk::Align::Center);
+            read.set_tooltip_text(Some(&gettext("Read the ROM through Traspaso's helper")));
+            let input = sender.input_sender().clone();
+            let address = device.address;
+            let boot_vga = device.boot_vga;
+            read.connect_clicked(move |_| input.emit(DetailsMsg::ReadRom(address, boot_vga)));
+            row.add_suffix(&read);
+        }
         group.add(&row);
+        if let Some((address, result)) = &self.rom_device {
+            if *address == device.address {
+                let row = adw::ActionRow::new();
+                match result {
+                    Ok(verdict) => {
+                        let (title, text) = model::rom_text(Some(verdict), true);
+                        row.set_title(&gettext_f(
+                            "From the device: {verdict}",
+                            &[("verdict", &title)],
+                        ));
+                        row.set_subtitle(&text);
+                    }
+                    Err(e) => {
+                        row.set_title(&gettext("Could not read the device's ROM"));
+                        row.set_subtitle(e);
+                    }
+                }
+                group.add(&row);
+            }
+        }
         if let Some((path, result)) = &self.rom_file {
             let name = path
                 .file_name()
