@@ -440,14 +440,14 @@ pub fn gather(host: &HostRoot) -> Result<HostFacts, HostError> {
         host,
         &["/run/libvirt/virtqemud-sock", "/run/libvirt/libvirt-sock"],
     );
-    facts.helper =
-        if host.exists("/usr/share/dbus-1/system-services/io.github.traspaso.Helper1.service") {
-            Service::Installed
-        } else if host.is_live() {
-            Service::Missing
-        } else {
-            Service::Unknown
-        };
+    let installed =
+        host.exists("/usr/share/dbus-1/system-services/io.github.traspaso.Helper1.service");
+    facts.helper = match (installed, host.is_live()) {
+        (_, true) if helper_on_bus() => Service::Answering,
+        (true, _) => Service::Installed,
+        (false, true) => Service::Missing,
+        (false, false) => Service::Unknown,
+    };
 
     let has = |p: &str| host.exists(p);
     if has("/run/ostree-booted") {
@@ -480,6 +480,23 @@ pub fn gather(host: &HostRoot) -> Result<HostFacts, HostError> {
         bios_date: attr(host, "/sys/class/dmi/id/bios_date")?,
     };
     Ok(facts)
+}
+
+/// Whether the helper runs now or the system bus can start it.
+fn helper_on_bus() -> bool {
+    let Ok(connection) = zbus::blocking::Connection::system() else {
+        return false;
+    };
+    let Ok(bus) = zbus::blocking::fdo::DBusProxy::new(&connection) else {
+        return false;
+    };
+    let name = zbus::names::BusName::from(zbus::names::WellKnownName::from_static_str_unchecked(
+        crate::dbus::BUS_NAME,
+    ));
+    bus.name_has_owner(name).unwrap_or(false)
+        || bus
+            .list_activatable_names()
+            .is_ok_and(|names| names.iter().any(|n| n.as_str() == crate::dbus::BUS_NAME))
 }
 
 /// A daemon's sockets: on the live host, try to connect; in a capture, only
@@ -849,7 +866,14 @@ pub fn assess(facts: &HostFacts, topology: &Topology) -> Readiness {
     // helper
     let why_helper = gettext("The helper moves devices between the host and vfio-pci when you allow it, so the app never runs as root.");
     checks.push(match facts.helper {
-        Service::Answering | Service::Installed => check("helper", Status::Pass, gettext("The Traspaso helper is installed."), why_helper, String::new()),
+        Service::Answering => check("helper", Status::Pass, gettext("The Traspaso helper is on the system bus."), why_helper, String::new()),
+        Service::Installed => check(
+            "helper",
+            Status::Warn,
+            gettext("The Traspaso helper is installed, but the system bus cannot reach it."),
+            why_helper,
+            gettext("Check that the system bus runs and that the helper's D-Bus files are installed: “systemctl status traspaso-helper” tells why it does not start."),
+        ),
         Service::Missing => check(
             "helper",
             Status::Warn,
