@@ -133,6 +133,21 @@ expect "return finished" 01:00.0 "$gpu"
 expect "return finished" 01:00.1 "$audio"
 no_journal "return finished"
 
+# One move at a time: while one holds the lock, another caller is told so
+# and changes nothing; the first then finishes normally.
+TRASPASO_PAUSE_AT_WRITE=2:3000 "$ctl" device to-guest 02:00.0 >>moves.log 2>&1 &
+pid=$!
+sleep 1
+run 1 "a second move while one runs is refused" device to-guest 01:00.0
+grep -q "Another move is in progress" moves.log && ok "it says another move is in progress" || bad "no busy message"
+expect "the second move changed nothing" 01:00.0 "$gpu"
+wait $pid
+got=$?
+[ "$got" = 0 ] && ok "the first move finished: exit 0" || bad "the first move: exit $got"
+expect "the first move finished" 02:00.0 vfio-pci
+run 0 "NIC back after the concurrency test" device to-host 02:00.0
+expect "NIC back after the concurrency test" 02:00.0 "$nic"
+
 echo "--- traspasoctl output"
 cat moves.log
 exit $failed
