@@ -28,3 +28,4 @@ pub mod samples;
 pub mod topology;
 #[cfg(feature = "gui")]
 pub mod ui;
+pub mod vm;

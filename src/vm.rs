@@ -1,0 +1,454 @@
+//! Virtual machines through libvirt. This part: the domain XML of a
+//! passthrough-ready VM, written and read through typed structs (serde +
+//! quick-xml), never by string concatenation: q35, OVMF chosen by libvirt
+//! (`firmware='efi'`, Secure Boot on or off), every endpoint of the chosen
+//! IOMMU groups as a managed PCI hostdev, memory, vCPUs, an optional disk and
+//! installer ISO.
+
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::i18n::{gettext, gettext_f};
+use crate::pci::PciAddress;
+use crate::topology::Topology;
+
+/// What the user asks for.
+#[derive(Debug, Clone)]
+pub struct VmSpec {
+    pub name: String,
+    pub memory_mib: u64,
+    pub vcpus: u32,
+    /// `kvm` normally; `qemu` (TCG) where KVM is missing (tests).
+    pub virt_type: String,
+    pub secure_boot: bool,
+    /// A disk image to attach (qcow2 or raw, by extension).
+    pub disk: Option<PathBuf>,
+    pub iso: Option<PathBuf>,
+    /// Functions whose whole groups go to the VM.
+    pub devices: Vec<PciAddress>,
+}
+
+/// Why a VM cannot be described.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VmError {
+    BadName(String),
+    UnknownDevice(PciAddress),
+    NoGroup(PciAddress),
+    Bridge(PciAddress),
+    Xml(String),
+}
+
+impl std::fmt::Display for VmError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = match self {
+            VmError::BadName(n) => gettext_f(
+                "“{name}” is not a usable VM name: use letters, digits, “-”, “_” and “.”, at most 64.",
+                &[("name", n)],
+            ),
+            VmError::UnknownDevice(a) => {
+                gettext_f("There is no PCI device {address}.", &[("address", &a.to_string())])
+            }
+            VmError::NoGroup(a) => gettext_f(
+                "{address} is in no IOMMU group, so it cannot be given to a VM.",
+                &[("address", &a.to_string())],
+            ),
+            VmError::Bridge(a) => gettext_f(
+                "{address} is a bridge: bridges stay with the host. Give a device behind it instead.",
+                &[("address", &a.to_string())],
+            ),
+            VmError::Xml(e) => gettext_f("The domain XML cannot be read: {error}", &[("error", e)]),
+        };
+        f.write_str(&text)
+    }
+}
+
+impl std::error::Error for VmError {}
+
+/// A libvirt `<domain>`, as far as Traspaso writes and reads it. Unknown
+/// elements of a domain read back from libvirt are ignored.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename = "domain")]
+pub struct Domain {
+    #[serde(rename = "@type")]
+    pub virt_type: String,
+    pub name: String,
+    pub memory: Memory,
+    pub vcpu: u32,
+    pub os: Os,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<Features>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu: Option<Cpu>,
+    pub devices: Devices,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Memory {
+    #[serde(rename = "@unit", default)]
+    pub unit: String,
+    #[serde(rename = "$text")]
+    pub value: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Os {
+    #[serde(rename = "@firmware", default, skip_serializing_if = "Option::is_none")]
+    pub firmware: Option<String>,
+    #[serde(rename = "type")]
+    pub os_type: OsType,
+    #[serde(rename = "firmware", default, skip_serializing_if = "Option::is_none")]
+    pub firmware_features: Option<FirmwareFeatures>,
+    #[serde(rename = "boot", default, skip_serializing_if = "Vec::is_empty")]
+    pub boot: Vec<Boot>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct OsType {
+    #[serde(rename = "@arch", default, skip_serializing_if = "Option::is_none")]
+    pub arch: Option<String>,
+    #[serde(rename = "@machine", default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
+    #[serde(rename = "$text")]
+    pub value: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FirmwareFeatures {
+    #[serde(rename = "feature", default)]
+    pub features: Vec<FirmwareFeature>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FirmwareFeature {
+    #[serde(rename = "@enabled")]
+    pub enabled: String,
+    #[serde(rename = "@name")]
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Boot {
+    #[serde(rename = "@dev")]
+    pub dev: String,
+}
+
+/// An empty element (`<acpi/>`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Empty {}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Features {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acpi: Option<Empty>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub apic: Option<Empty>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cpu {
+    #[serde(rename = "@mode")]
+    pub mode: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Devices {
+    #[serde(rename = "disk", default, skip_serializing_if = "Vec::is_empty")]
+    pub disks: Vec<Disk>,
+    #[serde(rename = "hostdev", default, skip_serializing_if = "Vec::is_empty")]
+    pub hostdevs: Vec<Hostdev>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Disk {
+    #[serde(rename = "@type")]
+    pub disk_type: String,
+    #[serde(rename = "@device")]
+    pub device: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub driver: Option<DiskDriver>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<DiskSource>,
+    pub target: DiskTarget,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readonly: Option<Empty>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DiskDriver {
+    #[serde(rename = "@name")]
+    pub name: String,
+    #[serde(rename = "@type")]
+    pub format: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DiskSource {
+    #[serde(rename = "@file")]
+    pub file: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DiskTarget {
+    #[serde(rename = "@dev")]
+    pub dev: String,
+    #[serde(rename = "@bus")]
+    pub bus: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Hostdev {
+    #[serde(rename = "@mode")]
+    pub mode: String,
+    #[serde(rename = "@type")]
+    pub hostdev_type: String,
+    #[serde(rename = "@managed", default, skip_serializing_if = "Option::is_none")]
+    pub managed: Option<String>,
+    pub source: HostdevSource,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostdevSource {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub address: Option<PciAddressXml>,
+}
+
+/// `<address domain='0x0000' bus='0x01' slot='0x00' function='0x0'/>`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PciAddressXml {
+    #[serde(rename = "@domain")]
+    pub domain: String,
+    #[serde(rename = "@bus")]
+    pub bus: String,
+    #[serde(rename = "@slot")]
+    pub slot: String,
+    #[serde(rename = "@function")]
+    pub function: String,
+}
+
+impl From<&PciAddress> for PciAddressXml {
+    fn from(a: &PciAddress) -> Self {
+        PciAddressXml {
+            domain: format!("0x{:04x}", a.domain),
+            bus: format!("0x{:02x}", a.bus),
+            slot: format!("0x{:02x}", a.device),
+            function: format!("0x{:x}", a.function),
+        }
+    }
+}
+
+impl PciAddressXml {
+    pub fn to_address(&self) -> Option<PciAddress> {
+        let n = |s: &str| u32::from_str_radix(s.trim_start_matches("0x"), 16).ok();
+        Some(PciAddress {
+            domain: n(&self.domain)?,
+            bus: u8::try_from(n(&self.bus)?).ok()?,
+            device: u8::try_from(n(&self.slot)?).ok()?,
+            function: u8::try_from(n(&self.function)?).ok()?,
+        })
+    }
+}
+
+/// A libvirt domain name Traspaso accepts.
+pub fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with(['.', '-'])
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Every endpoint of the groups of `devices`, in address order, without
+/// repeats — never half a group.
+pub fn hostdevs_for(
+    topology: &Topology,
+    devices: &[PciAddress],
+) -> Result<Vec<PciAddress>, VmError> {
+    let mut out = Vec::new();
+    for address in devices {
+        let device = topology
+            .device(address)
+            .ok_or(VmError::UnknownDevice(*address))?;
+        if device.bridge {
+            return Err(VmError::Bridge(*address));
+        }
+        let group = device
+            .iommu_group
+            .and_then(|g| topology.group(g))
+            .ok_or(VmError::NoGroup(*address))?;
+        for a in &group.moves_together {
+            if !out.contains(a) {
+                out.push(*a);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+impl Domain {
+    /// A passthrough-ready domain for the spec, with `hostdevs` (see [`hostdevs_for`]).
+    pub fn passthrough(spec: &VmSpec, hostdevs: &[PciAddress]) -> Result<Domain, VmError> {
+        if !valid_name(&spec.name) {
+            return Err(VmError::BadName(spec.name.clone()));
+        }
+        let secure = if spec.secure_boot { "yes" } else { "no" };
+        let mut disks = Vec::new();
+        if let Some(disk) = &spec.disk {
+            let format = if disk.extension().is_some_and(|e| e == "qcow2") {
+                "qcow2"
+            } else {
+                "raw"
+            };
+            disks.push(Disk {
+                disk_type: "file".into(),
+                device: "disk".into(),
+                driver: Some(DiskDriver {
+                    name: "qemu".into(),
+                    format: format.into(),
+                }),
+                source: Some(DiskSource {
+                    file: disk.display().to_string(),
+                }),
+                target: DiskTarget {
+                    dev: "vda".into(),
+                    bus: "virtio".into(),
+                },
+                readonly: None,
+            });
+        }
+        if let Some(iso) = &spec.iso {
+            disks.push(Disk {
+                disk_type: "file".into(),
+                device: "cdrom".into(),
+                driver: Some(DiskDriver {
+                    name: "qemu".into(),
+                    format: "raw".into(),
+                }),
+                source: Some(DiskSource {
+                    file: iso.display().to_string(),
+                }),
+                target: DiskTarget {
+                    dev: "sda".into(),
+                    bus: "sata".into(),
+                },
+                readonly: Some(Empty {}),
+            });
+        }
+        let mut boot = Vec::new();
+        if spec.iso.is_some() {
+            boot.push(Boot {
+                dev: "cdrom".into(),
+            });
+        }
+        boot.push(Boot { dev: "hd".into() });
+        Ok(Domain {
+            virt_type: spec.virt_type.clone(),
+            name: spec.name.clone(),
+            memory: Memory {
+                unit: "MiB".into(),
+                value: spec.memory_mib,
+            },
+            vcpu: spec.vcpus,
+            os: Os {
+                firmware: Some("efi".into()),
+                os_type: OsType {
+                    arch: Some("x86_64".into()),
+                    machine: Some("q35".into()),
+                    value: "hvm".into(),
+                },
+                firmware_features: Some(FirmwareFeatures {
+                    features: vec![
+                        FirmwareFeature {
+                            enabled: secure.into(),
+                            name: "secure-boot".into(),
+                        },
+                        FirmwareFeature {
+                            enabled: secure.into(),
+                            name: "enrolled-keys".into(),
+                        },
+                    ],
+                }),
+                boot,
+            },
+            // OVMF needs ACPI.
+            features: Some(Features {
+                acpi: Some(Empty {}),
+                apic: Some(Empty {}),
+            }),
+            cpu: (spec.virt_type == "kvm").then(|| Cpu {
+                mode: "host-passthrough".into(),
+            }),
+            devices: Devices {
+                disks,
+                hostdevs: hostdevs
+                    .iter()
+                    .map(|a| Hostdev {
+                        mode: "subsystem".into(),
+                        hostdev_type: "pci".into(),
+                        managed: Some("yes".into()),
+                        source: HostdevSource {
+                            address: Some(a.into()),
+                        },
+                    })
+                    .collect(),
+            },
+        })
+    }
+
+    /// The domain as libvirt XML.
+    pub fn to_xml(&self) -> Result<String, VmError> {
+        let mut out = String::new();
+        let mut ser = quick_xml::se::Serializer::new(&mut out);
+        ser.indent(' ', 2);
+        self.serialize(ser)
+            .map_err(|e| VmError::Xml(e.to_string()))?;
+        Ok(out)
+    }
+
+    /// Read a domain's XML (as libvirt returns it).
+    pub fn from_xml(xml: &str) -> Result<Domain, VmError> {
+        quick_xml::de::from_str(xml).map_err(|e| VmError::Xml(e.to_string()))
+    }
+
+    /// The PCI functions given to this domain.
+    pub fn pci_hostdevs(&self) -> Vec<PciAddress> {
+        self.devices
+            .hostdevs
+            .iter()
+            .filter(|h| h.mode == "subsystem" && h.hostdev_type == "pci")
+            .filter_map(|h| {
+                h.source
+                    .address
+                    .as_ref()
+                    .and_then(PciAddressXml::to_address)
+            })
+            .collect()
+    }
+}
+
+/// A label for messages.
+pub fn describe(domain: &Domain) -> String {
+    gettext_f(
+        "{name}: {memory} MiB, {vcpus} vCPUs, {devices}",
+        &[
+            ("name", &domain.name),
+            ("memory", &domain.memory.value.to_string()),
+            ("vcpus", &domain.vcpu.to_string()),
+            (
+                "devices",
+                &if domain.devices.hostdevs.is_empty() {
+                    gettext("no PCI devices")
+                } else {
+                    domain
+                        .pci_hostdevs()
+                        .iter()
+                        .map(|a| a.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+            ),
+        ],
+    )
+}

@@ -1,0 +1,149 @@
+//! The domain XML of a passthrough VM: built from a described host, checked
+//! against libvirt's own schema (virt-xml-validate), defined in libvirt's test
+//! driver (no daemon) and read back.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use traspaso::host::HostRoot;
+use traspaso::pci::PciAddress;
+use traspaso::topology::{ScanOptions, Topology};
+use traspaso::vm::{hostdevs_for, valid_name, Domain, VmError, VmSpec};
+
+fn spec(name: &str, devices: Vec<PciAddress>) -> VmSpec {
+    VmSpec {
+        name: name.into(),
+        memory_mib: 8192,
+        vcpus: 4,
+        virt_type: "kvm".into(),
+        secure_boot: true,
+        disk: Some("/var/lib/libvirt/images/ws.qcow2".into()),
+        iso: Some("/srv/iso/debian-12.iso".into()),
+        devices,
+    }
+}
+
+fn addr(s: &str) -> PciAddress {
+    s.parse().unwrap()
+}
+
+fn desktop() -> (tempfile::TempDir, Topology) {
+    let root = host("ivy-bridge-desktop");
+    let host = HostRoot::open(root.path()).unwrap();
+    let t = Topology::load(&host, None, ScanOptions::default()).unwrap();
+    (root, t)
+}
+
+#[test]
+fn the_whole_group_never_half_and_never_a_bridge() {
+    let (_root, t) = desktop();
+    // Asking for the audio function brings the GPU too; asking twice adds nothing.
+    let devs = hostdevs_for(&t, &[addr("01:00.1"), addr("01:00.0")]).unwrap();
+    assert_eq!(devs, [addr("01:00.0"), addr("01:00.1")]);
+    // The shared DeckLink group: both cards, no root port.
+    let devs = hostdevs_for(&t, &[addr("04:00.0")]).unwrap();
+    assert_eq!(devs, [addr("03:00.0"), addr("04:00.0")]);
+    assert_eq!(
+        hostdevs_for(&t, &[addr("00:1c.0")]),
+        Err(VmError::Bridge(addr("00:1c.0")))
+    );
+    assert_eq!(
+        hostdevs_for(&t, &[addr("0a:00.0")]),
+        Err(VmError::UnknownDevice(addr("0a:00.0")))
+    );
+}
+
+#[test]
+fn names_libvirt_and_shells_can_live_with() {
+    for good in ["ws", "win-11_gaming.2", "A"] {
+        assert!(valid_name(good), "{good}");
+    }
+    for bad in [
+        "",
+        "-x",
+        ".hidden",
+        "a b",
+        "a/b",
+        "ñ",
+        &"x".repeat(65),
+        "a;rm",
+    ] {
+        assert!(!valid_name(bad), "{bad}");
+    }
+    let err = Domain::passthrough(&spec("a b", vec![]), &[]).unwrap_err();
+    assert!(err.to_string().contains("a b"));
+}
+
+#[test]
+fn the_xml_validates_and_reads_back() {
+    let (_root, t) = desktop();
+    let devs = hostdevs_for(&t, &[addr("01:00.0")]).unwrap();
+    let domain = Domain::passthrough(&spec("workstation", vec![addr("01:00.0")]), &devs).unwrap();
+    let xml = domain.to_xml().unwrap();
+    for expected in [
+        "<domain type=\"kvm\">",
+        "<os firmware=\"efi\">",
+        "machine=\"q35\"",
+        "<feature enabled=\"yes\" name=\"secure-boot\"/>",
+        "<acpi/>",
+        "<hostdev mode=\"subsystem\" type=\"pci\" managed=\"yes\">",
+        "function=\"0x1\"",
+    ] {
+        assert!(xml.contains(expected), "{expected} in\n{xml}");
+    }
+    assert_eq!(Domain::from_xml(&xml).unwrap(), domain);
+    assert_eq!(domain.pci_hostdevs(), devs);
+
+    // libvirt's own schema.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ws.xml");
+    std::fs::write(&file, &xml).unwrap();
+    let out = Command::new("virt-xml-validate")
+        .arg(&file)
+        .arg("domain")
+        .output()
+        .expect("virt-xml-validate (package libvirt-clients)");
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+
+    // libvirt's test driver takes it, and what it gives back reads as the
+    // same devices even with everything libvirt adds.
+    let out = Command::new("virsh")
+        .args(["-q", "-c", "test:///default"])
+        .arg(format!("define {}; dumpxml workstation", file.display()))
+        .output()
+        .expect("virsh (package libvirt-clients)");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let dumped = stdout(&out);
+    let start = dumped.find("<domain").expect("a domain in virsh's output");
+    let back = Domain::from_xml(&dumped[start..]).unwrap();
+    assert_eq!(back.name, "workstation");
+    assert_eq!(back.pci_hostdevs(), devs);
+    assert_eq!(back.os.firmware.as_deref(), Some("efi"));
+}
+
+#[test]
+fn a_domain_from_libvirt_with_devices_in_between_reads() {
+    // libvirt's own sample domain, and one with hostdevs split by other devices.
+    let out = Command::new("virsh")
+        .args(["-q", "-c", "test:///default", "dumpxml", "test"])
+        .output()
+        .expect("virsh");
+    assert!(out.status.success());
+    let d = Domain::from_xml(&stdout(&out)).unwrap();
+    assert_eq!(d.name, "test");
+    assert!(d.pci_hostdevs().is_empty());
+
+    let xml = r#"<domain type='qemu'><name>x</name><memory unit='KiB'>1024</memory><vcpu>1</vcpu>
+      <os><type>hvm</type></os><devices>
+      <hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='0x0000' bus='0x02' slot='0x00' function='0x0'/></source></hostdev>
+      <interface type='network'><source network='default'/></interface>
+      <hostdev mode='subsystem' type='usb'><source><vendor id='0x1234'/></source></hostdev>
+      <hostdev mode='subsystem' type='pci' managed='yes'><source><address domain='0x0000' bus='0x03' slot='0x00' function='0x1'/></source></hostdev>
+      </devices></domain>"#;
+    let d = Domain::from_xml(xml).unwrap();
+    assert_eq!(d.pci_hostdevs(), [addr("02:00.0"), addr("03:00.1")]);
+    assert!(Domain::from_xml("<domain><name>").is_err());
+    assert!(Domain::from_xml("not xml at all").is_err());
+}
