@@ -23,6 +23,7 @@ use crate::readiness::{self, HostFacts, Readiness};
 use crate::report;
 use crate::rom::{self, Rom};
 use crate::topology::{Finding, PciDevice, ScanError, ScanOptions, Severity, Topology};
+use crate::vm::{self, Domain, LibvirtError, VmError, VmSpec};
 
 /// Exit codes of `traspasoctl` (DESIGN.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,6 +178,84 @@ fn command() -> Command {
                         .help(gettext("Move a GPU even while programs use it (never overrides other refusals)")),
                 ),
         )
+        .subcommand(
+            sub("vm", gettext("Virtual machines through libvirt: list, create, start, stop, delete"))
+                .arg(
+                    Arg::new("action")
+                        .value_name(gettext("ACTION"))
+                        .value_parser(["list", "create", "start", "shutdown", "destroy", "delete"])
+                        .required(true)
+                        .help(gettext("list, create, start, shutdown (ACPI), destroy (force off) or delete (with its NVRAM)")),
+                )
+                .arg(
+                    Arg::new("name")
+                        .value_name(gettext("NAME"))
+                        .required_if_eq_any([
+                            ("action", "create"),
+                            ("action", "start"),
+                            ("action", "shutdown"),
+                            ("action", "destroy"),
+                            ("action", "delete"),
+                        ])
+                        .help(gettext("The virtual machine")),
+                )
+                .arg(
+                    Arg::new("connect")
+                        .long("connect")
+                        .value_name(gettext("URI"))
+                        .help(gettext("The libvirt connection (default qemu:///system)")),
+                )
+                .arg(
+                    Arg::new("memory")
+                        .long("memory")
+                        .value_name(gettext("MiB"))
+                        .value_parser(clap::value_parser!(u64).range(128..))
+                        .default_value("8192")
+                        .help(gettext("Memory for a new VM, in MiB")),
+                )
+                .arg(
+                    Arg::new("vcpus")
+                        .long("vcpus")
+                        .value_name(gettext("N"))
+                        .value_parser(clap::value_parser!(u32).range(1..=1024))
+                        .default_value("4")
+                        .help(gettext("Virtual processors for a new VM")),
+                )
+                .arg(
+                    Arg::new("device")
+                        .long("device")
+                        .value_name(gettext("ADDRESS"))
+                        .action(ArgAction::Append)
+                        .help(gettext("Give this device's whole IOMMU group to the new VM (repeatable)")),
+                )
+                .arg(
+                    Arg::new("disk")
+                        .long("disk")
+                        .value_name(gettext("PATH"))
+                        .value_parser(clap::value_parser!(PathBuf))
+                        .help(gettext("A disk image for the new VM")),
+                )
+                .arg(
+                    Arg::new("iso")
+                        .long("iso")
+                        .value_name(gettext("PATH"))
+                        .value_parser(clap::value_parser!(PathBuf))
+                        .help(gettext("An installer ISO for the new VM")),
+                )
+                .arg(
+                    Arg::new("secure-boot")
+                        .long("secure-boot")
+                        .action(ArgAction::SetTrue)
+                        .help(gettext("Turn Secure Boot on in the VM's firmware")),
+                )
+                .arg(
+                    Arg::new("type")
+                        .long("type")
+                        .value_parser(["kvm", "qemu"])
+                        .default_value("kvm")
+                        .help(gettext("kvm, or qemu where KVM is missing (slow, for tests)")),
+                ),
+        )
         .subcommand(sub(
             "check",
             gettext("Check whether this computer can give a GPU to a virtual machine"),
@@ -291,6 +370,7 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
         "capture" => capture_command(&globals, sub),
         "check" => check_command(&globals),
         "device" => device_command(&globals, sub),
+        "vm" => vm_command(&globals, sub),
         "report" => report_command(&globals, sub),
         _ => Err(CliError::new(Exit::BadInput, gettext("Unknown command"))),
     };
@@ -575,6 +655,111 @@ fn through_helper(globals: &Globals, address: &PciAddress, action: &str) -> CliR
             &[("devices", &moved.join(", "))],
         ),
     });
+    Ok(())
+}
+
+fn libvirt_error(e: LibvirtError) -> CliError {
+    let exit = match &e {
+        LibvirtError::Denied(_) => Exit::NotAuthorised,
+        LibvirtError::NoSuchVm(_) | LibvirtError::NameTaken(_) | LibvirtError::Xml(_) => {
+            Exit::BadInput
+        }
+        LibvirtError::Unreachable(_) | LibvirtError::WrongState(_) | LibvirtError::Other(_) => {
+            Exit::Failed
+        }
+    };
+    CliError::new(exit, e.to_string())
+}
+
+fn vm_command(globals: &Globals, args: &ArgMatches) -> CliResult {
+    let action = args
+        .get_one::<String>("action")
+        .map(String::as_str)
+        .unwrap_or("list");
+    let name = args.get_one::<String>("name").cloned().unwrap_or_default();
+    let uri = args.get_one::<String>("connect").map(String::as_str);
+    if action == "create" && !vm::valid_name(&name) {
+        return Err(CliError::new(
+            Exit::BadInput,
+            VmError::BadName(name).to_string(),
+        ));
+    }
+    let mut devices = Vec::new();
+    for text in args.get_many::<String>("device").into_iter().flatten() {
+        devices.push(
+            text.parse::<PciAddress>()
+                .map_err(|e| CliError::new(Exit::BadInput, e.to_string()))?,
+        );
+    }
+    // The groups come from this host (or --root) before libvirt is asked anything.
+    let hostdevs = if devices.is_empty() {
+        Vec::new()
+    } else {
+        let (_, topology) = load_topology(globals, false)?;
+        vm::hostdevs_for(&topology, &devices).map_err(|e| {
+            let exit = match e {
+                VmError::UnknownDevice(_) | VmError::BadName(_) | VmError::Xml(_) => Exit::BadInput,
+                VmError::Bridge(_) | VmError::NoGroup(_) => Exit::Refused,
+            };
+            CliError::new(exit, e.to_string())
+        })?
+    };
+    let lv = vm::Libvirt::connect(uri).map_err(libvirt_error)?;
+    match action {
+        "list" => {
+            let vms = lv.list().map_err(libvirt_error)?;
+            if globals.json {
+                return print_json(&vms);
+            }
+            let mut out = String::new();
+            for v in &vms {
+                out.push_str(&format!(
+                    "{}\t{}\t{}\n",
+                    v.name,
+                    v.state,
+                    if v.hostdevs.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        v.hostdevs.join(",")
+                    }
+                ));
+            }
+            print_out(out.trim_end());
+        }
+        "create" => {
+            let spec = VmSpec {
+                name: name.clone(),
+                memory_mib: *args.get_one::<u64>("memory").unwrap_or(&8192),
+                vcpus: *args.get_one::<u32>("vcpus").unwrap_or(&4),
+                virt_type: args
+                    .get_one::<String>("type")
+                    .cloned()
+                    .unwrap_or_else(|| "kvm".into()),
+                secure_boot: args.get_flag("secure-boot"),
+                disk: args.get_one::<PathBuf>("disk").cloned(),
+                iso: args.get_one::<PathBuf>("iso").cloned(),
+                devices,
+            };
+            let domain = Domain::passthrough(&spec, &hostdevs)
+                .map_err(|e| CliError::new(Exit::BadInput, e.to_string()))?;
+            lv.define(&domain).map_err(libvirt_error)?;
+            if globals.json {
+                return print_json(&serde_json::json!({
+                    "name": domain.name,
+                    "hostdevs": domain.pci_hostdevs().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+                }));
+            }
+            print_out(&gettext_f(
+                "Defined {vm}",
+                &[("vm", &vm::describe(&domain))],
+            ));
+        }
+        "start" => lv.start(&name).map_err(libvirt_error)?,
+        "shutdown" => lv.shutdown(&name).map_err(libvirt_error)?,
+        "destroy" => lv.destroy(&name).map_err(libvirt_error)?,
+        "delete" => lv.delete(&name).map_err(libvirt_error)?,
+        _ => return Err(CliError::new(Exit::BadInput, gettext("Unknown command"))),
+    }
     Ok(())
 }
 

@@ -452,3 +452,212 @@ pub fn describe(domain: &Domain) -> String {
         ],
     )
 }
+
+/// A domain's state, in the words scripts use (never translated).
+pub fn state_name(state: virt::domain::DomainState) -> &'static str {
+    use virt::domain::DomainState as S;
+    match state {
+        S::Running => "running",
+        S::Blocked => "blocked",
+        S::Paused => "paused",
+        S::Shutdown => "shutting-down",
+        S::Shutoff => "shut-off",
+        S::Crashed => "crashed",
+        S::PMSuspended => "suspended",
+        S::NoState => "unknown",
+    }
+}
+
+/// One VM as a list shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct VmInfo {
+    pub name: String,
+    pub state: &'static str,
+    /// PCI functions given to it.
+    pub hostdevs: Vec<String>,
+}
+
+/// Why a libvirt call failed, in the user's words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LibvirtError {
+    /// The daemon is not there or not reachable.
+    Unreachable(String),
+    /// libvirt refused us (polkit, group membership, ACLs).
+    Denied(String),
+    NoSuchVm(String),
+    NameTaken(String),
+    /// The VM is not in a state for this (already running, not running…).
+    WrongState(String),
+    Other(String),
+    Xml(VmError),
+}
+
+impl std::fmt::Display for LibvirtError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let text = match self {
+            LibvirtError::Unreachable(d) => gettext_f(
+                "Cannot reach libvirt ({detail}). Is the libvirt daemon installed and running?",
+                &[("detail", d)],
+            ),
+            LibvirtError::Denied(d) => gettext_f(
+                "libvirt refused access ({detail}). Add yourself to the libvirt group, or use qemu:///session.",
+                &[("detail", d)],
+            ),
+            LibvirtError::NoSuchVm(n) => {
+                gettext_f("There is no virtual machine called “{name}”.", &[("name", n)])
+            }
+            LibvirtError::NameTaken(n) => gettext_f(
+                "A virtual machine called “{name}” already exists.",
+                &[("name", n)],
+            ),
+            LibvirtError::WrongState(d) => gettext_f(
+                "The virtual machine is not in a state for this: {detail}",
+                &[("detail", d)],
+            ),
+            LibvirtError::Other(d) => gettext_f("libvirt: {detail}", &[("detail", d)]),
+            LibvirtError::Xml(e) => e.to_string(),
+        };
+        f.write_str(&text)
+    }
+}
+
+impl std::error::Error for LibvirtError {}
+
+fn map_error(e: virt::error::Error, name: Option<&str>) -> LibvirtError {
+    use virt::error::ErrorNumber as N;
+    let detail = e.message().to_owned();
+    match e.code().known() {
+        Some(N::NoConnect) | Some(N::SystemError) | Some(N::Rpc) => {
+            LibvirtError::Unreachable(detail)
+        }
+        Some(N::AuthFailed) | Some(N::AuthCancelled) | Some(N::AccessDenied) => {
+            LibvirtError::Denied(detail)
+        }
+        Some(N::NoDomain) => LibvirtError::NoSuchVm(name.unwrap_or_default().to_owned()),
+        Some(N::DomExist) => LibvirtError::NameTaken(name.unwrap_or_default().to_owned()),
+        Some(N::OperationInvalid) => LibvirtError::WrongState(detail),
+        _ => LibvirtError::Other(detail),
+    }
+}
+
+/// A connection to libvirt (`qemu:///system` by default, or any URI such as
+/// `qemu+ssh://host/system`).
+pub struct Libvirt {
+    connection: virt::connect::Connect,
+    pub uri: String,
+}
+
+impl Libvirt {
+    pub const DEFAULT_URI: &'static str = "qemu:///system";
+
+    pub fn connect(uri: Option<&str>) -> Result<Libvirt, LibvirtError> {
+        // libvirt prints every error on stderr unless told not to: we report them.
+        virt::error::clear_error_callback();
+        let uri = uri.unwrap_or(Self::DEFAULT_URI).to_owned();
+        let connection =
+            virt::connect::Connect::open(Some(&uri)).map_err(|e| map_error(e, None))?;
+        Ok(Libvirt { connection, uri })
+    }
+
+    fn domain(&self, name: &str) -> Result<virt::domain::Domain, LibvirtError> {
+        self.connection
+            .lookup_domain_by_name(name)
+            .map_err(|e| map_error(e, Some(name)))
+    }
+
+    /// Every VM with its state and PCI devices.
+    pub fn list(&self) -> Result<Vec<VmInfo>, LibvirtError> {
+        let domains = self
+            .connection
+            .list_all_domains(0)
+            .map_err(|e| map_error(e, None))?;
+        let mut out = Vec::new();
+        for d in domains {
+            let name = d.name().map_err(|e| map_error(e, None))?;
+            let state = d
+                .state()
+                .ok()
+                .and_then(|(s, _)| s.known())
+                .map(state_name)
+                .unwrap_or("unknown");
+            let hostdevs = d
+                .xml_desc(0)
+                .ok()
+                .and_then(|x| Domain::from_xml(&x).ok())
+                .map(|x| x.pci_hostdevs().iter().map(|a| a.to_string()).collect())
+                .unwrap_or_default();
+            out.push(VmInfo {
+                name,
+                state,
+                hostdevs,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    /// Define (persistently) a new VM; a taken name is refused, never replaced.
+    pub fn define(&self, domain: &Domain) -> Result<(), LibvirtError> {
+        if self.connection.lookup_domain_by_name(&domain.name).is_ok() {
+            return Err(LibvirtError::NameTaken(domain.name.clone()));
+        }
+        let xml = domain.to_xml().map_err(LibvirtError::Xml)?;
+        self.connection
+            .define_domain_xml(&xml)
+            .map(|_| ())
+            .map_err(|e| map_error(e, Some(&domain.name)))
+    }
+
+    /// The VM's domain, as libvirt has it.
+    pub fn read(&self, name: &str) -> Result<Domain, LibvirtError> {
+        let xml = self
+            .domain(name)?
+            .xml_desc(0)
+            .map_err(|e| map_error(e, Some(name)))?;
+        Domain::from_xml(&xml).map_err(LibvirtError::Xml)
+    }
+
+    pub fn state(&self, name: &str) -> Result<&'static str, LibvirtError> {
+        let (state, _) = self
+            .domain(name)?
+            .state()
+            .map_err(|e| map_error(e, Some(name)))?;
+        Ok(state.known().map(state_name).unwrap_or("unknown"))
+    }
+
+    pub fn start(&self, name: &str) -> Result<(), LibvirtError> {
+        self.domain(name)?
+            .create()
+            .map(|_| ())
+            .map_err(|e| map_error(e, Some(name)))
+    }
+
+    /// Ask the guest to shut down (ACPI).
+    pub fn shutdown(&self, name: &str) -> Result<(), LibvirtError> {
+        self.domain(name)?
+            .shutdown()
+            .map(|_| ())
+            .map_err(|e| map_error(e, Some(name)))
+    }
+
+    /// Force it off.
+    pub fn destroy(&self, name: &str) -> Result<(), LibvirtError> {
+        self.domain(name)?
+            .destroy()
+            .map(|_| ())
+            .map_err(|e| map_error(e, Some(name)))
+    }
+
+    /// Undefine, with its NVRAM (OVMF variables). Drivers without NVRAM
+    /// support (the test driver) take a plain undefine.
+    pub fn delete(&self, name: &str) -> Result<(), LibvirtError> {
+        let domain = self.domain(name)?;
+        match domain.undefine_flags(virt::sys::VIR_DOMAIN_UNDEFINE_NVRAM) {
+            Ok(()) => Ok(()),
+            Err(e) if e.message().contains("unsupported flags") => {
+                domain.undefine().map_err(|e| map_error(e, Some(name)))
+            }
+            Err(e) => Err(map_error(e, Some(name))),
+        }
+    }
+}

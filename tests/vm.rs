@@ -147,3 +147,170 @@ fn a_domain_from_libvirt_with_devices_in_between_reads() {
     assert!(Domain::from_xml("<domain><name>").is_err());
     assert!(Domain::from_xml("not xml at all").is_err());
 }
+
+#[test]
+fn define_start_stop_and_delete_through_libvirt() {
+    use traspaso::vm::{Libvirt, LibvirtError};
+    // libvirt's test driver: in-process, no daemon, one shared state per process.
+    let lv = Libvirt::connect(Some("test:///default")).unwrap();
+    let before = lv.list().unwrap();
+    assert!(before
+        .iter()
+        .any(|v| v.name == "test" && v.state == "running"));
+
+    let (_root, t) = desktop();
+    let devs = hostdevs_for(&t, &[addr("01:00.0")]).unwrap();
+    let mut s = spec("traspaso-ws", vec![addr("01:00.0")]);
+    s.virt_type = "qemu".into();
+    let domain = Domain::passthrough(&s, &devs).unwrap();
+    lv.define(&domain).unwrap();
+    assert_eq!(
+        lv.define(&domain),
+        Err(LibvirtError::NameTaken("traspaso-ws".into()))
+    );
+    let listed = lv.list().unwrap();
+    let ws = listed.iter().find(|v| v.name == "traspaso-ws").unwrap();
+    assert_eq!(ws.state, "shut-off");
+    assert_eq!(ws.hostdevs, ["0000:01:00.0", "0000:01:00.1"]);
+    assert_eq!(lv.read("traspaso-ws").unwrap().pci_hostdevs(), devs);
+
+    lv.start("traspaso-ws").unwrap();
+    assert_eq!(lv.state("traspaso-ws").unwrap(), "running");
+    // The test driver calls this an internal error, qemu an invalid operation.
+    let again = lv.start("traspaso-ws").unwrap_err();
+    assert!(again.to_string().contains("already running"), "{again}");
+    lv.shutdown("traspaso-ws").unwrap();
+    assert_eq!(lv.state("traspaso-ws").unwrap(), "shut-off");
+    lv.start("traspaso-ws").unwrap();
+    lv.destroy("traspaso-ws").unwrap();
+    assert_eq!(lv.state("traspaso-ws").unwrap(), "shut-off");
+    lv.delete("traspaso-ws").unwrap();
+    assert_eq!(
+        lv.state("traspaso-ws"),
+        Err(LibvirtError::NoSuchVm("traspaso-ws".into()))
+    );
+    let err = lv.start("nope").unwrap_err();
+    assert!(err.to_string().contains("“nope”"), "{err}");
+
+    // An unreachable daemon is a clear error, not a panic.
+    let err = Libvirt::connect(Some("qemu:///system?socket=/nonexistent/sock"))
+        .err()
+        .expect("no daemon there");
+    assert!(matches!(err, LibvirtError::Unreachable(_)), "{err:?}");
+    assert!(err.to_string().contains("daemon"), "{err}");
+}
+
+#[test]
+fn the_vm_commands_on_the_test_driver() {
+    let root = host("ivy-bridge-desktop");
+    let r = root.path().to_str().unwrap();
+    let out = ctl(&["vm", "list", "--connect", "test:///default"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("test\trunning\t-"),
+        "{}",
+        stdout(&out)
+    );
+    let out = ctl(&["--json", "vm", "list", "--connect", "test:///default"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["name"], "test");
+
+    let out = ctl(&[
+        "--root",
+        r,
+        "--json",
+        "vm",
+        "create",
+        "ws",
+        "--connect",
+        "test:///default",
+        "--device",
+        "01:00.1",
+        "--memory",
+        "4096",
+        "--type",
+        "qemu",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["hostdevs"],
+        serde_json::json!(["0000:01:00.0", "0000:01:00.1"])
+    );
+
+    for (args, code, says) in [
+        (
+            vec!["vm", "create", "test", "--connect", "test:///default"],
+            2,
+            "already exists",
+        ),
+        (
+            vec!["vm", "create", "bad name", "--connect", "test:///default"],
+            2,
+            "not a usable VM name",
+        ),
+        (
+            vec!["vm", "start", "nope", "--connect", "test:///default"],
+            2,
+            "“nope”",
+        ),
+        (vec!["vm", "start", "--connect", "test:///default"], 2, ""),
+        (
+            vec![
+                "vm",
+                "list",
+                "--connect",
+                "qemu:///system?socket=/nonexistent/sock",
+            ],
+            1,
+            "daemon",
+        ),
+        (
+            vec![
+                "--root",
+                r,
+                "vm",
+                "create",
+                "x",
+                "--device",
+                "00:1c.0",
+                "--connect",
+                "test:///default",
+            ],
+            4,
+            "bridge",
+        ),
+        (
+            vec![
+                "--root",
+                r,
+                "vm",
+                "create",
+                "x",
+                "--device",
+                "0a:00.0",
+                "--connect",
+                "test:///default",
+            ],
+            2,
+            "0a:00.0",
+        ),
+        (
+            vec![
+                "vm",
+                "create",
+                "x",
+                "--memory",
+                "12",
+                "--connect",
+                "test:///default",
+            ],
+            2,
+            "",
+        ),
+    ] {
+        let out = ctl(&args);
+        assert_eq!(out.status.code(), Some(code), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(says), "{args:?}: {}", stderr(&out));
+    }
+}
