@@ -6,7 +6,9 @@
 #   02:00.0 e1000e alone
 #   03:00.0 PCIe-to-PCI bridge with 04:01.0 and 04:02.0 (e1000): one group
 #   06:00.0 virtio-blk (/dev/vda)
-ctl="./.bundle/traspasoctl-run"
+# Run from the guest's RAM: starting a program over 9p costs a lot under TCG.
+cp -r .bundle /tmp/bundle
+ctl="/tmp/bundle/traspasoctl-run"
 failed=0
 ok() { echo "ok   $*"; }
 bad() { echo "FAIL $*"; failed=1; }
@@ -26,6 +28,19 @@ run() { # run EXPECTED-EXIT DESCRIPTION ARGS... (stdout+stderr to moves.log)
     got=$?
     if [ "$got" = "$want" ]; then ok "$what: exit $got"; else bad "$what: exit $got, expected $want"; fi
 }
+# wait_until DESCRIPTION COMMAND...: poll (up to 60 s) until COMMAND succeeds.
+wait_until() {
+    what=$1
+    shift
+    i=0
+    until "$@"; do
+        i=$((i + 1))
+        if [ $i -gt 600 ]; then bad "timed out waiting: $what"; return 1; fi
+        sleep 0.1
+    done
+}
+on() { [ "$(drv "$1")" = "$2" ]; }
+override_is() { [ "$(cat "/sys/bus/pci/devices/0000:$1/driver_override")" = "$2" ]; }
 no_journal() {
     if [ -e /var/lib/traspaso/journal.json ]; then bad "$1: the journal is left"; else ok "$1: no journal left"; fi
 }
@@ -92,9 +107,9 @@ done
 grep -q "injected failure" moves.log && ok "the error names the failure" || bad "no failure message"
 
 # Killed in the middle (after the first function moved): the next start undoes it.
-TRASPASO_PAUSE_AT_WRITE=4:4000 "$ctl" device to-guest 01:00.0 >>moves.log 2>&1 &
+TRASPASO_PAUSE_AT_WRITE=4:20000 "$ctl" device to-guest 01:00.0 >>moves.log 2>&1 &
 pid=$!
-sleep 2
+wait_until "the first function on vfio-pci" on 01:00.0 vfio-pci
 kill -9 $pid
 wait $pid 2>/dev/null
 if [ -e /var/lib/traspaso/journal.json ]; then ok "killed: the journal is there"; else bad "killed: no journal"; fi
@@ -120,9 +135,9 @@ while [ $n -le 6 ]; do
 done
 
 # Killed half-way back: the next start finishes the return.
-TRASPASO_PAUSE_AT_WRITE=4:4000 "$ctl" device to-host 01:00.0 >>moves.log 2>&1 &
+TRASPASO_PAUSE_AT_WRITE=4:20000 "$ctl" device to-host 01:00.0 >>moves.log 2>&1 &
 pid=$!
-sleep 2
+wait_until "the first function back on $gpu" on 01:00.0 "$gpu"
 kill -9 $pid
 wait $pid 2>/dev/null
 expect "killed on the way back" 01:00.0 "$gpu"
@@ -135,9 +150,9 @@ no_journal "return finished"
 
 # One move at a time: while one holds the lock, another caller is told so
 # and changes nothing; the first then finishes normally.
-TRASPASO_PAUSE_AT_WRITE=2:3000 "$ctl" device to-guest 02:00.0 >>moves.log 2>&1 &
+TRASPASO_PAUSE_AT_WRITE=2:8000 "$ctl" device to-guest 02:00.0 >>moves.log 2>&1 &
 pid=$!
-sleep 1
+wait_until "the first move under way" override_is 02:00.0 vfio-pci
 run 1 "a second move while one runs is refused" device to-guest 01:00.0
 grep -q "Another move is in progress" moves.log && ok "it says another move is in progress" || bad "no busy message"
 expect "the second move changed nothing" 01:00.0 "$gpu"
