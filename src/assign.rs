@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 use crate::host::{HostError, HostRoot};
 use crate::i18n::{gettext, gettext_f};
 use crate::pci::{sysfs_device_path, PciAddress};
-use crate::topology::{PciDevice, Topology, PCI_DEVICES};
+use crate::topology::{PciDevice, Topology};
 
 /// The journal of the move in progress.
 pub const JOURNAL: &str = "/var/lib/traspaso/journal.json";
@@ -252,6 +252,22 @@ impl std::fmt::Display for MoveError {
 }
 
 impl std::error::Error for MoveError {}
+
+/// The sentence that reports a finished move of these functions.
+pub fn outcome(direction: Direction, moved: &[String]) -> String {
+    let devices = moved.join(", ");
+    match (direction, moved.is_empty()) {
+        (_, true) => gettext("Nothing to do: the group is already there."),
+        (Direction::ToGuest, false) => gettext_f(
+            "Given to vfio-pci, ready for a VM: {devices}",
+            &[("devices", &devices)],
+        ),
+        (Direction::ToHost, false) => gettext_f(
+            "Back on the host's drivers: {devices}",
+            &[("devices", &devices)],
+        ),
+    }
+}
 
 /// The state of one function, for `device status` and `GetDeviceState`.
 #[derive(Debug, Clone, Serialize)]
@@ -1159,9 +1175,4 @@ impl<'a> Mover<'a> {
             Err(e) => Err(MoveError::Host(HostError::from_errno(path, e))),
         }
     }
-}
-
-/// Every PCI function named in sysfs, for a quick existence check.
-pub fn exists(host: &HostRoot, address: &PciAddress) -> bool {
-    host.exists(Path::new(PCI_DEVICES).join(address.to_string()))
 }

@@ -60,6 +60,30 @@ struct Globals {
     json: bool,
 }
 
+/// `-h`/`--help`, described in the user's language.
+pub fn help_arg() -> Arg {
+    Arg::new("help")
+        .short('h')
+        .long("help")
+        .action(ArgAction::Help)
+        .help(gettext("Show this help"))
+}
+
+/// Replace clap's English `-h` and `-V` with translated ones (all three programs).
+pub fn with_help_and_version(command: Command) -> Command {
+    command
+        .disable_help_flag(true)
+        .disable_version_flag(true)
+        .arg(help_arg())
+        .arg(
+            Arg::new("version")
+                .short('V')
+                .long("version")
+                .action(ArgAction::Version)
+                .help(gettext("Show the version")),
+        )
+}
+
 fn command() -> Command {
     let template = format!(
         "{{about}}\n\n{}: {{usage}}\n\n{}:\n{{subcommands}}\n\n{}:\n{{options}}\n\n{{after-help}}\n",
@@ -72,13 +96,6 @@ fn command() -> Command {
         gettext("Usage"),
         gettext("Arguments and options")
     );
-    let help_arg = || {
-        Arg::new("help")
-            .short('h')
-            .long("help")
-            .action(ArgAction::Help)
-            .help(gettext("Show this help"))
-    };
     let sub = |name: &'static str, about: String| {
         Command::new(name)
             .about(about)
@@ -86,7 +103,7 @@ fn command() -> Command {
             .disable_help_flag(true)
             .arg(help_arg())
     };
-    Command::new("traspasoctl")
+    let command = Command::new("traspasoctl")
         .about(gettext("Traspaso from the command line: IOMMU groups, option ROMs, host captures."))
         .version(crate::config::VERSION)
         .override_usage(format!(
@@ -95,19 +112,10 @@ fn command() -> Command {
             gettext("COMMAND")
         ))
         .help_template(template)
-        .disable_help_flag(true)
-        .disable_version_flag(true)
         .disable_help_subcommand(true)
         .subcommand_required(true)
-        .after_help(gettext("Exit codes: 0 done, 1 operation failed, 2 bad usage or bad input, 3 not authorised, 4 refused as unsafe."))
-        .arg(help_arg())
-        .arg(
-            Arg::new("version")
-                .short('V')
-                .long("version")
-                .action(ArgAction::Version)
-                .help(gettext("Show the version")),
-        )
+        .after_help(gettext("Exit codes: 0 done, 1 operation failed, 2 bad usage or bad input, 3 not authorised, 4 refused as unsafe."));
+    with_help_and_version(command)
         .arg(
             Arg::new("root")
                 .long("root")
@@ -607,17 +615,7 @@ fn device_command(globals: &Globals, args: &ArgMatches) -> CliResult {
         .filter(|d| moved.contains(&d.address))
         .map(|d| d.name.clone())
         .collect();
-    print_out(&match (direction, names.is_empty()) {
-        (_, true) => gettext("Nothing to do: the group is already there."),
-        (Direction::ToGuest, false) => gettext_f(
-            "Given to vfio-pci, ready for a VM: {devices}",
-            &[("devices", &names.join(", "))],
-        ),
-        (Direction::ToHost, false) => gettext_f(
-            "Back on the host's drivers: {devices}",
-            &[("devices", &names.join(", "))],
-        ),
-    });
+    print_out(&crate::assign::outcome(direction, &names));
     Ok(())
 }
 
@@ -644,17 +642,7 @@ fn through_helper(globals: &Globals, address: &PciAddress, action: &str) -> CliR
         let body = serde_json::json!({ "direction": direction, "moved": moved });
         return print_json(&body);
     }
-    print_out(&match (direction, moved.is_empty()) {
-        (_, true) => gettext("Nothing to do: the group is already there."),
-        (Direction::ToGuest, false) => gettext_f(
-            "Given to vfio-pci, ready for a VM: {devices}",
-            &[("devices", &moved.join(", "))],
-        ),
-        (Direction::ToHost, false) => gettext_f(
-            "Back on the host's drivers: {devices}",
-            &[("devices", &moved.join(", "))],
-        ),
-    });
+    print_out(&crate::assign::outcome(direction, &moved));
     Ok(())
 }
 

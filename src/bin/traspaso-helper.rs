@@ -4,37 +4,21 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Arg, ArgAction, Command};
+use clap::{Arg, Command};
 use traspaso::dbus::{Helper, BUS_NAME, OBJECT_PATH};
 use traspaso::i18n::{gettext, gettext_f};
 
 fn command() -> Command {
-    Command::new("traspaso-helper")
+    let command = Command::new("traspaso-helper")
         .about(gettext("The privileged helper of Traspaso: it hands IOMMU groups to virtual machines and back, on the system bus, when polkit allows it."))
-        .version(traspaso::config::VERSION)
-        .disable_help_flag(true)
-        .disable_version_flag(true)
-        .arg(
-            Arg::new("help")
-                .short('h')
-                .long("help")
-                .action(ArgAction::Help)
-                .help(gettext("Show this help")),
-        )
-        .arg(
-            Arg::new("version")
-                .short('V')
-                .long("version")
-                .action(ArgAction::Version)
-                .help(gettext("Show the version")),
-        )
-        .arg(
-            Arg::new("root")
-                .long("root")
-                .value_name(gettext("DIR"))
-                .value_parser(clap::value_parser!(PathBuf))
-                .help(gettext("Read the host from DIR instead of / (for tests)")),
-        )
+        .version(traspaso::config::VERSION);
+    traspaso::ctl::with_help_and_version(command).arg(
+        Arg::new("root")
+            .long("root")
+            .value_name(gettext("DIR"))
+            .value_parser(clap::value_parser!(PathBuf))
+            .help(gettext("Read the host from DIR instead of / (for tests)")),
+    )
 }
 
 fn main() -> ExitCode {

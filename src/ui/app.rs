@@ -287,22 +287,12 @@ impl App {
     ) {
         let refused = match result {
             Ok(moved) => {
-                toast(
-                    root,
-                    &if moved.is_empty() {
-                        gettext("Nothing to do: the group is already there.")
-                    } else if to_guest {
-                        gettext_f(
-                            "Given to vfio-pci, ready for a VM: {devices}",
-                            &[("devices", &moved.join(", "))],
-                        )
-                    } else {
-                        gettext_f(
-                            "Back on the host's drivers: {devices}",
-                            &[("devices", &moved.join(", "))],
-                        )
-                    },
-                );
+                let direction = if to_guest {
+                    Direction::ToGuest
+                } else {
+                    Direction::ToHost
+                };
+                toast(root, &crate::assign::outcome(direction, &moved));
                 None
             }
             Err(CallError::AccessDenied(_)) => {

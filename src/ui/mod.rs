@@ -19,7 +19,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Arg, ArgAction, Command};
+use clap::{Arg, Command};
 use relm4::adw::prelude::*;
 use relm4::gtk::glib;
 use relm4::{adw, gtk, RelmApp};
@@ -32,7 +32,7 @@ use crate::samples::{Sample, SAMPLES};
 
 fn command() -> Command {
     let ids: Vec<&str> = SAMPLES.iter().map(|s| s.id).collect();
-    Command::new("traspaso")
+    let command = Command::new("traspaso")
         .about(gettext(
             "See which devices of this computer can be given to a virtual machine.",
         ))
@@ -42,23 +42,8 @@ fn command() -> Command {
             gettext("Usage"),
             gettext("Options")
         ))
-        .override_usage(format!("traspaso [{}]", gettext("OPTIONS")))
-        .disable_help_flag(true)
-        .disable_version_flag(true)
-        .arg(
-            Arg::new("help")
-                .short('h')
-                .long("help")
-                .action(ArgAction::Help)
-                .help(gettext("Show this help")),
-        )
-        .arg(
-            Arg::new("version")
-                .short('V')
-                .long("version")
-                .action(ArgAction::Version)
-                .help(gettext("Show the version")),
-        )
+        .override_usage(format!("traspaso [{}]", gettext("OPTIONS")));
+    crate::ctl::with_help_and_version(command)
         .arg(
             Arg::new("root")
                 .long("root")
