@@ -175,28 +175,39 @@ impl Helper {
         let _turn = self.moves.lock().await;
         let root = self.root.clone();
         tokio::task::spawn_blocking(move || {
-            let host = Self::host(&root)?;
-            let mover = Mover::new(&host);
-            let _lock = if host.is_live() {
-                Some(mover.lock()?)
-            } else {
-                None
-            };
-            mover.recover()?;
-            let topology = Topology::load_group(&host, None, &address)
-                .map_err(|e| HelperError::Failed(e.to_string()))?;
-            let plan = mover.plan(&topology, &address, direction)?;
-            mover.check_safety(&topology, &plan, false)?;
-            if !host.is_live() {
-                return Err(HelperError::Failed(gettext(
-                    "A captured host cannot be changed: the checks passed, nothing was moved.",
-                )));
-            }
-            let moved = mover.execute(&plan)?;
-            Ok(moved.iter().map(|a| a.to_string()).collect())
+            turn_seam("begin", &address);
+            let result = Self::move_now(&root, &address, direction);
+            turn_seam("end", &address);
+            result
         })
         .await
         .map_err(|e| HelperError::Failed(e.to_string()))?
+    }
+
+    fn move_now(
+        root: &Option<PathBuf>,
+        address: &PciAddress,
+        direction: Direction,
+    ) -> Result<Vec<String>, HelperError> {
+        let host = Self::host(root)?;
+        let mover = Mover::new(&host);
+        let _lock = if host.is_live() {
+            Some(mover.lock()?)
+        } else {
+            None
+        };
+        mover.recover()?;
+        let topology = Topology::load_group(&host, None, address)
+            .map_err(|e| HelperError::Failed(e.to_string()))?;
+        let plan = mover.plan(&topology, address, direction)?;
+        mover.check_safety(&topology, &plan, false)?;
+        if !host.is_live() {
+            return Err(HelperError::Failed(gettext(
+                "A captured host cannot be changed: the checks passed, nothing was moved.",
+            )));
+        }
+        let moved = mover.execute(&plan)?;
+        Ok(moved.iter().map(|a| a.to_string()).collect())
     }
 
     /// Finish a move interrupted by a crash or a power cut (at start-up).
@@ -211,6 +222,31 @@ impl Helper {
         Ok(mover.recover()?)
     }
 }
+
+/// Test seam (fault-injection builds only): write "begin ADDR" / "end ADDR"
+/// to `TRASPASO_MOVE_TRACE` around each move, holding the turn for
+/// `TRASPASO_HOLD_MOVE_MS` after "begin", so a test can see that moves never
+/// overlap.
+#[cfg(feature = "fault-injection")]
+fn turn_seam(event: &str, address: &PciAddress) {
+    use std::io::Write;
+    if let Some(path) = std::env::var_os("TRASPASO_MOVE_TRACE") {
+        if let Ok(mut file) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
+            let _ = writeln!(file, "{event} {address}");
+        }
+    }
+    let hold = std::env::var("TRASPASO_HOLD_MOVE_MS").ok();
+    if let (true, Some(ms)) = (event == "begin", hold.and_then(|v| v.parse().ok())) {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
+
+#[cfg(not(feature = "fault-injection"))]
+fn turn_seam(_: &str, _: &PciAddress) {}
 
 fn value(v: Value<'_>) -> OwnedValue {
     // Plain values (strings, integers, booleans, string arrays) always convert.

@@ -166,97 +166,126 @@ fn tree_snapshot(root: &Path) -> Vec<(PathBuf, String)> {
     out
 }
 
+/// A private system bus with polkitd and the helper serving a described
+/// host; everything is stopped when it drops.
+struct Bed {
+    bus: String,
+    rules: PathBuf,
+    host: tempfile::TempDir,
+    children: Killed,
+    _scratch: tempfile::TempDir,
+}
+
+impl Bed {
+    /// `None` when this is not root (the test then checks nothing).
+    fn start(helper_env: &[(&str, &str)]) -> Option<Bed> {
+        if !traspaso::host::is_root() {
+            eprintln!("skipped: the D-Bus/polkit test needs root");
+            return None;
+        }
+        ensure_user();
+        let scratch = tempfile::Builder::new()
+            .prefix("traspaso-bus")
+            .tempdir()
+            .unwrap();
+        let dir = scratch.path();
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+        // The bus, with the project's policy.
+        let conf_d = dir.join("conf.d");
+        std::fs::create_dir(&conf_d).unwrap();
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+        std::fs::copy(
+            repo.join("data/io.github.traspaso.Helper1.conf"),
+            conf_d.join("io.github.traspaso.Helper1.conf"),
+        )
+        .unwrap();
+        std::fs::write(dir.join("system.conf"), bus_config(dir, &conf_d)).unwrap();
+        let mut daemon = Command::new("dbus-daemon")
+            .arg(format!(
+                "--config-file={}",
+                dir.join("system.conf").display()
+            ))
+            .args(["--nofork", "--print-address"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("dbus-daemon (package dbus-daemon)");
+        let mut line = String::new();
+        BufReader::new(daemon.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let bus = line.trim().to_owned();
+        assert!(bus.starts_with("unix:"), "dbus-daemon printed {line:?}");
+        let mut children = Killed(vec![daemon]);
+
+        // polkitd with the system's actions plus ours and a scratch rules.d,
+        // bind-mounted in a private mount namespace.
+        let actions = dir.join("actions");
+        let rules = dir.join("rules.d");
+        std::fs::create_dir(&actions).unwrap();
+        std::fs::create_dir(&rules).unwrap();
+        for entry in std::fs::read_dir("/usr/share/polkit-1/actions").unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), actions.join(entry.file_name())).unwrap();
+        }
+        std::fs::copy(
+            repo.join("data/io.github.traspaso.policy.in"),
+            actions.join("io.github.traspaso.policy"),
+        )
+        .unwrap();
+        for d in [&actions, &rules] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let polkitd = Command::new("unshare")
+            .args(["--mount", "--propagation", "private", "sh", "-c"])
+            .arg(format!(
+                "mount --bind {} /usr/share/polkit-1/actions && mount --bind {} /etc/polkit-1/rules.d && exec /usr/lib/polkit-1/polkitd --no-debug",
+                actions.display(),
+                rules.display()
+            ))
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("polkitd (package polkitd)");
+        children.0.push(polkitd);
+        wait_for("polkitd", Duration::from_secs(10), || {
+            bus_has(&bus, "org.freedesktop.PolicyKit1")
+        });
+
+        // The helper, serving the article's desktop as a described host.
+        let host = host("ivy-bridge-desktop");
+        let helper = Command::new(env!("CARGO_BIN_EXE_traspaso-helper"))
+            .arg("--root")
+            .arg(host.path())
+            .env("DBUS_SYSTEM_BUS_ADDRESS", &bus)
+            .env("LANGUAGE", "en")
+            .envs(helper_env.iter().copied())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        children.0.push(helper);
+        wait_for("the helper", Duration::from_secs(10), || {
+            bus_has(&bus, "io.github.traspaso.Helper1")
+        });
+        Some(Bed {
+            bus,
+            rules,
+            host,
+            children,
+            _scratch: scratch,
+        })
+    }
+}
+
 #[test]
 fn the_helper_asks_polkit_and_fails_closed() {
-    if !traspaso::host::is_root() {
-        eprintln!("skipped: the D-Bus/polkit test needs root");
+    let Some(mut bed) = Bed::start(&[]) else {
         return;
-    }
-    ensure_user();
-    let scratch = tempfile::Builder::new()
-        .prefix("traspaso-bus")
-        .tempdir()
-        .unwrap();
-    let dir = scratch.path();
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
-
-    // The bus, with the project's policy.
-    let conf_d = dir.join("conf.d");
-    std::fs::create_dir(&conf_d).unwrap();
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    std::fs::copy(
-        repo.join("data/io.github.traspaso.Helper1.conf"),
-        conf_d.join("io.github.traspaso.Helper1.conf"),
-    )
-    .unwrap();
-    std::fs::write(dir.join("system.conf"), bus_config(dir, &conf_d)).unwrap();
-    let mut daemon = Command::new("dbus-daemon")
-        .arg(format!(
-            "--config-file={}",
-            dir.join("system.conf").display()
-        ))
-        .args(["--nofork", "--print-address"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("dbus-daemon (package dbus-daemon)");
-    let mut line = String::new();
-    BufReader::new(daemon.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let bus = line.trim().to_owned();
-    assert!(bus.starts_with("unix:"), "dbus-daemon printed {line:?}");
-    let mut children = Killed(vec![daemon]);
-
-    // polkitd with the system's actions plus ours and a scratch rules.d,
-    // bind-mounted in a private mount namespace.
-    let actions = dir.join("actions");
-    let rules = dir.join("rules.d");
-    std::fs::create_dir(&actions).unwrap();
-    std::fs::create_dir(&rules).unwrap();
-    for entry in std::fs::read_dir("/usr/share/polkit-1/actions").unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), actions.join(entry.file_name())).unwrap();
-    }
-    std::fs::copy(
-        repo.join("data/io.github.traspaso.policy.in"),
-        actions.join("io.github.traspaso.policy"),
-    )
-    .unwrap();
-    for d in [&actions, &rules] {
-        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    let polkitd = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c"])
-        .arg(format!(
-            "mount --bind {} /usr/share/polkit-1/actions && mount --bind {} /etc/polkit-1/rules.d && exec /usr/lib/polkit-1/polkitd --no-debug",
-            actions.display(),
-            rules.display()
-        ))
-        .env("DBUS_SYSTEM_BUS_ADDRESS", &bus)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("polkitd (package polkitd)");
-    children.0.push(polkitd);
-    wait_for("polkitd", Duration::from_secs(10), || {
-        bus_has(&bus, "org.freedesktop.PolicyKit1")
-    });
-
-    // The helper, serving the article's desktop as a described host.
-    let host = host("ivy-bridge-desktop");
-    let helper = Command::new(env!("CARGO_BIN_EXE_traspaso-helper"))
-        .arg("--root")
-        .arg(host.path())
-        .env("DBUS_SYSTEM_BUS_ADDRESS", &bus)
-        .env("LANGUAGE", "en")
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    children.0.push(helper);
-    wait_for("the helper", Duration::from_secs(10), || {
-        bus_has(&bus, "io.github.traspaso.Helper1")
-    });
+    };
+    let (bus, rules) = (bed.bus.clone(), bed.rules.clone());
+    let host = &bed.host;
     let before = tree_snapshot(host.path());
 
     // Reading the state needs no authorisation.
@@ -330,7 +359,7 @@ fn the_helper_asks_polkit_and_fails_closed() {
     );
 
     // Without polkit every guarded call fails closed, even for root.
-    let polkitd = &mut children.0[1];
+    let polkitd = &mut bed.children.0[1];
     let _ = polkitd.kill();
     let _ = polkitd.wait();
     wait_for("polkitd to go", Duration::from_secs(10), || {
@@ -341,5 +370,50 @@ fn the_helper_asks_polkit_and_fails_closed() {
     assert!(stderr(&out).contains("Access denied"), "{}", stderr(&out));
     let out = ctl_as_user(&bus, &["device", "to-guest", "01:00.0"]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    drop(children);
+}
+
+/// Three callers at once: the helper lets one move run at a time and the
+/// others wait their turn. The helper is built with the fault-injection seam
+/// that holds each turn and writes "begin"/"end" around it, so overlapping
+/// moves would show as two "begin" lines in a row.
+#[cfg(feature = "fault-injection")]
+#[test]
+fn concurrent_callers_are_serialised() {
+    let trace_dir = tempfile::tempdir().unwrap();
+    let trace = trace_dir.path().join("turns");
+    let trace_text = trace.to_str().unwrap().to_owned();
+    let Some(bed) = Bed::start(&[
+        ("TRASPASO_MOVE_TRACE", &trace_text),
+        ("TRASPASO_HOLD_MOVE_MS", "300"),
+    ]) else {
+        return;
+    };
+    let callers: Vec<_> = ["0000:01:00.0", "0000:00:19.0", "0000:01:00.1"]
+        .into_iter()
+        .map(|address| {
+            let bus = bed.bus.clone();
+            std::thread::spawn(move || busctl(&bus, false, "AssignToGuest", address))
+        })
+        .collect();
+    for caller in callers {
+        let out = caller.join().unwrap();
+        // Each one waited, then got past polkit and the checks.
+        assert!(
+            stderr(&out).contains("captured host cannot be changed"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let events: Vec<&str> = text.lines().collect();
+    assert_eq!(events.len(), 6, "{text}");
+    for pair in events.chunks(2) {
+        let (begin, end) = (pair[0], pair[1]);
+        assert!(begin.starts_with("begin "), "moves overlapped:\n{text}");
+        assert_eq!(
+            end.strip_prefix("end "),
+            begin.strip_prefix("begin "),
+            "moves overlapped:\n{text}"
+        );
+    }
 }
