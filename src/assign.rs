@@ -308,6 +308,34 @@ fn device_dir(address: &PciAddress) -> PathBuf {
     sysfs_device_path(address)
 }
 
+/// The VM name in a QEMU command line (NUL-separated, as in
+/// /proc/PID/cmdline): `-name guest=NAME,…` as libvirt writes it, or
+/// `-name NAME`. QEMU doubles a comma inside the name.
+pub fn vm_name(cmdline: &[u8]) -> Option<String> {
+    let mut args = cmdline.split(|&b| b == 0);
+    args.find(|a| *a == b"-name")?;
+    let value = String::from_utf8_lossy(args.next()?);
+    let mut parts = Vec::new();
+    let mut part = String::new();
+    let mut chars = value.chars().peekable();
+    while let Some(c) = chars.next() {
+        match (c, chars.peek()) {
+            (',', Some(',')) => {
+                chars.next();
+                part.push(',');
+            }
+            (',', _) => parts.push(std::mem::take(&mut part)),
+            _ => part.push(c),
+        }
+    }
+    parts.push(part);
+    let name = match parts.iter().find_map(|p| p.strip_prefix("guest=")) {
+        Some(guest) => guest.to_owned(),
+        None => parts.swap_remove(0),
+    };
+    (!name.is_empty() && !name.contains('=')).then_some(name)
+}
+
 impl<'a> Mover<'a> {
     pub fn new(host: &'a HostRoot) -> Self {
         Mover {
@@ -698,6 +726,17 @@ impl<'a> Mover<'a> {
                     .is_some_and(|t| matches(&t))
             });
             if holds {
+                let cmdline = self
+                    .host
+                    .read_bytes(format!("/proc/{pid}/cmdline"), 64 * 1024)
+                    .unwrap_or_default();
+                if let Some(name) = vm_name(&cmdline) {
+                    users.push(gettext_f(
+                        "the virtual machine “{name}” (process {pid})",
+                        &[("name", &name), ("pid", &pid)],
+                    ));
+                    continue;
+                }
                 let comm = self
                     .host
                     .read_attr(format!("/proc/{pid}/comm"))

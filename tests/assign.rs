@@ -408,4 +408,50 @@ fn a_group_held_by_a_vm_does_not_go_back_to_the_host() {
         "{}",
         stderr(&out)
     );
+    // A VM started by libvirt is named.
+    put(
+        r,
+        "/proc/777/cmdline",
+        "/usr/bin/qemu-system-x86_64\0-name\0guest=win11,debug-threads=on\0-S\0",
+    );
+    let out = ctl(&[
+        "--root",
+        r.to_str().unwrap(),
+        "device",
+        "to-host",
+        "01:00.0",
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("the virtual machine “win11” (process 777)"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_vm_holding_a_group_is_named_from_its_command_line() {
+    use traspaso::assign::vm_name;
+    let line = |args: &[&str]| args.join("\0").into_bytes();
+    assert_eq!(
+        vm_name(&line(&[
+            "/usr/bin/qemu-system-x86_64",
+            "-name",
+            "guest=win11,debug-threads=on",
+            "-S"
+        ])),
+        Some("win11".into())
+    );
+    assert_eq!(
+        vm_name(&line(&["qemu", "-name", "gaming,,rig,process=q"])),
+        Some("gaming,rig".into())
+    );
+    assert_eq!(
+        vm_name(&line(&["qemu", "-name", "process=x,guest=a,,b"])),
+        Some("a,b".into())
+    );
+    assert_eq!(vm_name(&line(&["qemu", "-name", "process=x"])), None);
+    assert_eq!(vm_name(&line(&["qemu", "-name"])), None);
+    assert_eq!(vm_name(&line(&["cat", "/dev/vfio/7"])), None);
+    assert_eq!(vm_name(b""), None);
 }

@@ -55,6 +55,18 @@ run 0 "NIC to the guest" device to-guest 02:00.0
 expect "NIC to the guest" 02:00.0 vfio-pci
 if [ -e "/dev/vfio/$(group 02:00.0)" ]; then ok "/dev/vfio/$(group 02:00.0) exists"; else bad "no /dev/vfio node"; fi
 run 0 "NIC status" device status 02:00.0
+# A VM holding the group's node (a process with QEMU's -name): going back is
+# refused, names the VM, and changes nothing; once it is gone, the NIC goes back.
+grp=$(group 02:00.0)
+# shellcheck disable=SC2016 # $0 is expanded by the inner shell
+sh -c 'exec 3<>"/dev/vfio/$0"; while :; do sleep 1; done' "$grp" -name guest=labvm &
+holder=$!
+wait_until "the VM holds /dev/vfio/$grp" sh -c "[ \"\$(readlink /proc/$holder/fd/3)\" = /dev/vfio/$grp ]"
+run 4 "a group held by a VM stays" device to-host 02:00.0
+expect "a group held by a VM stays" 02:00.0 vfio-pci
+grep -q "labvm" moves.log && ok "the refusal names the VM" || bad "the refusal does not name the VM"
+kill "$holder"
+wait "$holder" 2>/dev/null
 run 0 "NIC back" device to-host 02:00.0
 expect "NIC back" 02:00.0 "$nic"
 
