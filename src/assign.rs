@@ -178,6 +178,10 @@ pub enum MoveError {
     },
     /// The journal of an interrupted move cannot be read: nothing is guessed.
     BadJournal(String),
+    /// The group could not be read.
+    Scan(String),
+    /// A captured host (`--root`) passed the checks; nothing is written to it.
+    Captured,
 }
 
 impl From<HostError> for MoveError {
@@ -242,6 +246,10 @@ impl std::fmt::Display for MoveError {
                 };
                 format!("{first} {second}")
             }
+            MoveError::Scan(e) => e.clone(),
+            MoveError::Captured => gettext(
+                "A captured host cannot be changed: the checks passed, nothing was moved.",
+            ),
             MoveError::BadJournal(e) => gettext_f(
                 "The journal of an interrupted move cannot be read ({error}); it was left in place. Check the devices with “traspasoctl device status”, then remove {path}.",
                 &[("error", e), ("path", JOURNAL)],
@@ -334,6 +342,43 @@ pub fn vm_name(cmdline: &[u8]) -> Option<String> {
         None => parts.swap_remove(0),
     };
     (!name.is_empty() && !name.contains('=')).then_some(name)
+}
+
+/// A whole move, as the helper runs it for one call: the lock, recovery of
+/// an interrupted move, the group, the plan, the safety checks and the
+/// writes. Names from the PCI database are read only when a refusal needs
+/// them for its message: the common case does no name lookups.
+pub fn move_group(
+    host: &HostRoot,
+    address: &PciAddress,
+    direction: Direction,
+) -> Result<Vec<PciAddress>, MoveError> {
+    let mover = Mover::new(host);
+    let _lock = if host.is_live() {
+        Some(mover.lock()?)
+    } else {
+        None
+    };
+    mover.recover()?;
+    let scan_error = |e: crate::topology::ScanError| MoveError::Scan(e.to_string());
+    let topology = crate::topology::scan_group(host, address).map_err(scan_error)?;
+    let checked = mover
+        .plan(&topology, address, direction)
+        .and_then(|plan| mover.check_safety(&topology, &plan, false).map(|()| plan));
+    let plan = match checked {
+        Ok(plan) => plan,
+        Err(_) => {
+            // Again with names, for the message.
+            let named = Topology::load_group(host, None, address).map_err(scan_error)?;
+            let plan = mover.plan(&named, address, direction)?;
+            mover.check_safety(&named, &plan, false)?;
+            plan
+        }
+    };
+    if !host.is_live() {
+        return Err(MoveError::Captured);
+    }
+    mover.execute(&plan)
 }
 
 impl<'a> Mover<'a> {

@@ -140,12 +140,20 @@ fn command() -> Command {
                 .help(gettext("Print JSON for scripts")),
         )
         .subcommand(
-            sub("topology", gettext("Show PCI devices by IOMMU group, with findings")).arg(
-                Arg::new("read-roms")
-                    .long("read-roms")
-                    .action(ArgAction::SetTrue)
-                    .help(gettext("Read the option ROMs of graphics devices (needs root)")),
-            ),
+            sub("topology", gettext("Show PCI devices by IOMMU group, with findings"))
+                .arg(
+                    Arg::new("read-roms")
+                        .long("read-roms")
+                        .action(ArgAction::SetTrue)
+                        .help(gettext("Read the option ROMs of graphics devices (needs root)")),
+                )
+                .arg(
+                    Arg::new("connect")
+                        .long("connect")
+                        .value_name(gettext("URI"))
+                        .conflicts_with("read-roms")
+                        .help(gettext("The devices of this libvirt host (such as qemu+ssh://host/system), from its node devices")),
+                ),
         )
         .subcommand(
             sub("rom", gettext("Inspect an option ROM: from a file or from a device"))
@@ -187,13 +195,15 @@ fn command() -> Command {
                 ),
         )
         .subcommand(
-            sub("vm", gettext("Virtual machines through libvirt: list, create, start, stop, delete"))
+            sub("vm", gettext("Virtual machines through libvirt: list, create, start, stop, delete, attach and detach groups"))
                 .arg(
                     Arg::new("action")
                         .value_name(gettext("ACTION"))
-                        .value_parser(["list", "create", "start", "shutdown", "destroy", "delete"])
+                        .value_parser([
+                            "list", "create", "start", "shutdown", "destroy", "delete", "attach", "detach",
+                        ])
                         .required(true)
-                        .help(gettext("list, create, start, shutdown (ACPI), destroy (force off) or delete (with its NVRAM)")),
+                        .help(gettext("list, create, start, shutdown (ACPI), destroy (force off), delete (with its NVRAM), attach or detach (a group, with --device)")),
                 )
                 .arg(
                     Arg::new("name")
@@ -204,6 +214,8 @@ fn command() -> Command {
                             ("action", "shutdown"),
                             ("action", "destroy"),
                             ("action", "delete"),
+                            ("action", "attach"),
+                            ("action", "detach"),
                         ])
                         .help(gettext("The virtual machine")),
                 )
@@ -234,7 +246,7 @@ fn command() -> Command {
                         .long("device")
                         .value_name(gettext("ADDRESS"))
                         .action(ArgAction::Append)
-                        .help(gettext("Give this device's whole IOMMU group to the new VM (repeatable)")),
+                        .help(gettext("This device's whole IOMMU group: for a new VM, or to attach or detach (repeatable)")),
                 )
                 .arg(
                     Arg::new("disk")
@@ -455,7 +467,12 @@ fn load_topology(globals: &Globals, read_roms: bool) -> Result<(HostRoot, Topolo
 }
 
 fn topology(globals: &Globals, args: &ArgMatches) -> CliResult {
-    let (_, topology) = load_topology(globals, args.get_flag("read-roms"))?;
+    let topology = match args.get_one::<String>("connect") {
+        Some(uri) => vm::Libvirt::connect(Some(uri))
+            .and_then(|lv| lv.topology(globals.pci_ids.as_deref()))
+            .map_err(libvirt_error)?,
+        None => load_topology(globals, args.get_flag("read-roms"))?.1,
+    };
     if globals.json {
         return print_json(&topology);
     }
@@ -468,10 +485,12 @@ fn move_error(e: MoveError) -> CliError {
         MoveError::Refused(_) | MoveError::IommuOff | MoveError::NoGroup(_) => Exit::Refused,
         MoveError::UnknownDevice(_) => Exit::BadInput,
         MoveError::NotRoot => Exit::NotAuthorised,
+        MoveError::Captured => Exit::BadInput,
         MoveError::Busy
         | MoveError::Host(_)
         | MoveError::Failed { .. }
-        | MoveError::BadJournal(_) => Exit::Failed,
+        | MoveError::BadJournal(_)
+        | MoveError::Scan(_) => Exit::Failed,
     };
     CliError::new(exit, e.to_string())
 }
@@ -595,10 +614,7 @@ fn device_command(globals: &Globals, args: &ArgMatches) -> CliResult {
         .check_safety(&topology, &plan, args.get_flag("force"))
         .map_err(move_error)?;
     if !host.is_live() {
-        return Err(CliError::new(
-            Exit::BadInput,
-            gettext("A captured host cannot be changed: the checks passed, nothing was moved."),
-        ));
+        return Err(move_error(MoveError::Captured));
     }
     let moved = mover.execute(&plan).map_err(move_error)?;
     if globals.json {
@@ -649,12 +665,14 @@ fn through_helper(globals: &Globals, address: &PciAddress, action: &str) -> CliR
 fn libvirt_error(e: LibvirtError) -> CliError {
     let exit = match &e {
         LibvirtError::Denied(_) => Exit::NotAuthorised,
-        LibvirtError::NoSuchVm(_) | LibvirtError::NameTaken(_) | LibvirtError::Xml(_) => {
-            Exit::BadInput
-        }
-        LibvirtError::Unreachable(_) | LibvirtError::WrongState(_) | LibvirtError::Other(_) => {
-            Exit::Failed
-        }
+        LibvirtError::NoSuchVm(_)
+        | LibvirtError::NameTaken(_)
+        | LibvirtError::Xml(_)
+        | LibvirtError::NotAttached { .. } => Exit::BadInput,
+        LibvirtError::Unreachable(_)
+        | LibvirtError::WrongState(_)
+        | LibvirtError::NoPassthrough(_)
+        | LibvirtError::Other(_) => Exit::Failed,
     };
     CliError::new(exit, e.to_string())
 }
@@ -673,6 +691,12 @@ fn vm_command(globals: &Globals, args: &ArgMatches) -> CliResult {
         ));
     }
     let mut devices = Vec::new();
+    if matches!(action, "attach" | "detach") && args.get_many::<String>("device").is_none() {
+        return Err(CliError::new(
+            Exit::BadInput,
+            gettext("Say which group with --device ADDRESS."),
+        ));
+    }
     for text in args.get_many::<String>("device").into_iter().flatten() {
         devices.push(
             text.parse::<PciAddress>()
@@ -742,10 +766,58 @@ fn vm_command(globals: &Globals, args: &ArgMatches) -> CliResult {
                 &[("vm", &vm::describe(&domain))],
             ));
         }
-        "start" => lv.start(&name).map_err(libvirt_error)?,
-        "shutdown" => lv.shutdown(&name).map_err(libvirt_error)?,
-        "destroy" => lv.destroy(&name).map_err(libvirt_error)?,
-        "delete" => lv.delete(&name).map_err(libvirt_error)?,
+        "attach" | "detach" => {
+            let live = if action == "attach" {
+                lv.attach(&name, &hostdevs)
+            } else {
+                lv.detach(&name, &hostdevs)
+            }
+            .map_err(libvirt_error)?;
+            let list: Vec<String> = hostdevs.iter().map(|a| a.to_string()).collect();
+            if globals.json {
+                return print_json(&serde_json::json!({
+                    "name": name, "action": action, "hostdevs": list, "live": live,
+                }));
+            }
+            let devices = list.join(", ");
+            let args = [("name", name.as_str()), ("devices", devices.as_str())];
+            print_out(&match (action, live) {
+                ("attach", false) => gettext_f("Attached to “{name}”: {devices}", &args),
+                ("attach", true) => gettext_f(
+                    "Attached to “{name}”, in its configuration and in the running guest: {devices}",
+                    &args,
+                ),
+                (_, false) => gettext_f("Detached from “{name}”: {devices}", &args),
+                (_, true) => gettext_f(
+                    "Detached from “{name}”, in its configuration and in the running guest: {devices}",
+                    &args,
+                ),
+            });
+        }
+        "start" | "shutdown" | "destroy" | "delete" => {
+            match action {
+                "start" => lv.start(&name),
+                "shutdown" => lv.shutdown(&name),
+                "destroy" => lv.destroy(&name),
+                _ => lv.delete(&name),
+            }
+            .map_err(libvirt_error)?;
+            let state = if action == "delete" {
+                "deleted"
+            } else {
+                lv.state(&name).map_err(libvirt_error)?
+            };
+            if globals.json {
+                return print_json(&serde_json::json!({ "name": name, "state": state }));
+            }
+            let args = [("name", name.as_str())];
+            print_out(&match action {
+                "start" => gettext_f("Started “{name}”.", &args),
+                "shutdown" => gettext_f("Asked “{name}” to shut down.", &args),
+                "destroy" => gettext_f("Turned “{name}” off.", &args),
+                _ => gettext_f("Deleted “{name}” and its firmware variables.", &args),
+            });
+        }
         _ => return Err(CliError::new(Exit::BadInput, gettext("Unknown command"))),
     }
     Ok(())
@@ -914,6 +986,15 @@ pub fn render_topology(t: &Topology) -> String {
                 f.advice
             ));
         }
+    }
+    if let Some(uri) = &t.libvirt_uri {
+        out.push_str(&format!(
+            "\n{}\n",
+            gettext_f(
+                "Read from {uri} through libvirt: reset methods, option ROMs, the boot display and ACS are unknown.",
+                &[("uri", uri)]
+            )
+        ));
     }
     if t.names_source.is_none() {
         out.push_str(&format!(

@@ -97,9 +97,11 @@ impl From<MoveError> for HelperError {
             MoveError::UnknownDevice(_) => HelperError::InvalidArgs(text),
             MoveError::NotRoot => HelperError::AccessDenied(text),
             MoveError::Busy => HelperError::Busy(text),
-            MoveError::Host(_) | MoveError::Failed { .. } | MoveError::BadJournal(_) => {
-                HelperError::Failed(text)
-            }
+            MoveError::Host(_)
+            | MoveError::Failed { .. }
+            | MoveError::BadJournal(_)
+            | MoveError::Scan(_)
+            | MoveError::Captured => HelperError::Failed(text),
         }
     }
 }
@@ -176,38 +178,17 @@ impl Helper {
         let root = self.root.clone();
         tokio::task::spawn_blocking(move || {
             turn_seam("begin", &address);
-            let result = Self::move_now(&root, &address, direction);
+            let result = Self::host(&root).and_then(|host| {
+                Ok(crate::assign::move_group(&host, &address, direction)?
+                    .iter()
+                    .map(|a| a.to_string())
+                    .collect())
+            });
             turn_seam("end", &address);
             result
         })
         .await
         .map_err(|e| HelperError::Failed(e.to_string()))?
-    }
-
-    fn move_now(
-        root: &Option<PathBuf>,
-        address: &PciAddress,
-        direction: Direction,
-    ) -> Result<Vec<String>, HelperError> {
-        let host = Self::host(root)?;
-        let mover = Mover::new(&host);
-        let _lock = if host.is_live() {
-            Some(mover.lock()?)
-        } else {
-            None
-        };
-        mover.recover()?;
-        let topology = Topology::load_group(&host, None, address)
-            .map_err(|e| HelperError::Failed(e.to_string()))?;
-        let plan = mover.plan(&topology, address, direction)?;
-        mover.check_safety(&topology, &plan, false)?;
-        if !host.is_live() {
-            return Err(HelperError::Failed(gettext(
-                "A captured host cannot be changed: the checks passed, nothing was moved.",
-            )));
-        }
-        let moved = mover.execute(&plan)?;
-        Ok(moved.iter().map(|a| a.to_string()).collect())
     }
 
     /// Finish a move interrupted by a crash or a power cut (at start-up).

@@ -20,6 +20,7 @@ pub mod dbus;
 pub mod fixture;
 pub mod host;
 pub mod i18n;
+pub mod nodedev;
 pub mod pci;
 pub mod readiness;
 pub mod report;

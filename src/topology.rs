@@ -126,6 +126,37 @@ pub struct PciDevice {
 }
 
 impl PciDevice {
+    /// A function known only by its address, ids and class; everything else
+    /// empty (filled in by whoever knows more).
+    pub fn unknown(address: PciAddress, vendor_id: u16, device_id: u16, class: PciClass) -> Self {
+        PciDevice {
+            address,
+            vendor_id,
+            device_id,
+            subsystem_vendor_id: None,
+            subsystem_device_id: None,
+            class,
+            revision: None,
+            vendor_name: None,
+            device_name: None,
+            subsystem_name: None,
+            class_name: None,
+            driver: None,
+            iommu_group: None,
+            boot_vga: false,
+            reset_methods: Vec::new(),
+            can_reset: false,
+            has_rom: false,
+            rom: None,
+            bridge: false,
+            parent: None,
+            physfn: None,
+            pcie_type: None,
+            link: None,
+            acs: None,
+        }
+    }
+
     /// A short name for sentences: the device name, or its ids.
     pub fn short_name(&self) -> String {
         match &self.device_name {
@@ -243,6 +274,10 @@ pub struct Topology {
     pub acs_override: Option<String>,
     /// Where the names came from.
     pub names_source: Option<PathBuf>,
+    /// Read from this libvirt connection's node devices, not from sysfs:
+    /// reset methods, ROMs, the boot VGA flag and ACS are unknown.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub libvirt_uri: Option<String>,
 }
 
 /// What the scan may do beyond reading.
@@ -416,7 +451,19 @@ pub fn scan_group(host: &HostRoot, address: &PciAddress) -> Result<Topology, Sca
 }
 
 /// Groups and command-line facts around scanned functions.
-fn assemble(host: &HostRoot, mut devices: Vec<PciDevice>) -> Result<Topology, ScanError> {
+fn assemble(host: &HostRoot, devices: Vec<PciDevice>) -> Result<Topology, ScanError> {
+    let mut topology = from_devices(devices, None);
+    let cmdline = host.read_attr(CMDLINE)?.unwrap_or_default();
+    topology.acs_override = cmdline
+        .split_whitespace()
+        .find_map(|arg| arg.strip_prefix("pcie_acs_override="))
+        .map(str::to_owned);
+    Ok(topology)
+}
+
+/// The groups around functions read elsewhere (libvirt's node devices), or
+/// scanned here. Names and findings are added by the caller.
+pub fn from_devices(mut devices: Vec<PciDevice>, libvirt_uri: Option<String>) -> Topology {
     devices.sort_by_key(|d| d.address);
 
     let mut members: BTreeMap<u32, Vec<PciAddress>> = BTreeMap::new();
@@ -443,20 +490,15 @@ fn assemble(host: &HostRoot, mut devices: Vec<PciDevice>) -> Result<Topology, Sc
         });
     }
 
-    let cmdline = host.read_attr(CMDLINE)?.unwrap_or_default();
-    let acs_override = cmdline
-        .split_whitespace()
-        .find_map(|arg| arg.strip_prefix("pcie_acs_override="))
-        .map(str::to_owned);
-
-    Ok(Topology {
+    Topology {
         iommu_enabled: !groups.is_empty(),
         groups,
         devices,
         findings: Vec::new(),
-        acs_override,
+        acs_override: None,
         names_source: None,
-    })
+        libvirt_uri,
+    }
 }
 
 /// Every PCI function with the driver it is bound to, in sysfs order: a cheap
@@ -929,7 +971,9 @@ pub fn analyse(topology: &Topology) -> Vec<Finding> {
         // Memory, bridges, system peripherals and SMBus controllers are never handed over.
         let never_passed = matches!(d.class.base(), 0x05 | 0x06 | 0x08)
             || (d.class.base() == 0x0c && d.class.sub() == 0x05);
-        if !d.bridge && !d.can_reset && !never_passed {
+        // Reset methods are known only from sysfs.
+        let reset_known = topology.libvirt_uri.is_none();
+        if !d.bridge && !d.can_reset && !never_passed && reset_known {
             findings.push(Finding {
                 code: FindingCode::NoReset,
                 severity: Severity::Warning,

@@ -226,6 +226,31 @@ pub struct PciAddressXml {
     pub function: String,
 }
 
+impl Hostdev {
+    /// A managed PCI hostdev: libvirt moves the function to vfio-pci when
+    /// the VM starts and back when it stops.
+    pub fn pci(address: &PciAddress) -> Hostdev {
+        Hostdev {
+            mode: "subsystem".into(),
+            hostdev_type: "pci".into(),
+            managed: Some("yes".into()),
+            source: HostdevSource {
+                address: Some(address.into()),
+            },
+        }
+    }
+
+    /// `<hostdev …>` on its own, for attach and detach.
+    pub fn to_xml(&self) -> Result<String, VmError> {
+        let mut out = String::new();
+        let ser = quick_xml::se::Serializer::with_root(&mut out, Some("hostdev"))
+            .map_err(|e| VmError::Xml(e.to_string()))?;
+        self.serialize(ser)
+            .map_err(|e| VmError::Xml(e.to_string()))?;
+        Ok(out)
+    }
+}
+
 impl From<&PciAddress> for PciAddressXml {
     fn from(a: &PciAddress) -> Self {
         PciAddressXml {
@@ -382,17 +407,7 @@ impl Domain {
             }),
             devices: Devices {
                 disks,
-                hostdevs: hostdevs
-                    .iter()
-                    .map(|a| Hostdev {
-                        mode: "subsystem".into(),
-                        hostdev_type: "pci".into(),
-                        managed: Some("yes".into()),
-                        source: HostdevSource {
-                            address: Some(a.into()),
-                        },
-                    })
-                    .collect(),
+                hostdevs: hostdevs.iter().map(Hostdev::pci).collect(),
             },
         })
     }
@@ -488,6 +503,12 @@ pub enum LibvirtError {
     NameTaken(String),
     /// The VM is not in a state for this (already running, not running…).
     WrongState(String),
+    /// The host cannot give PCI devices to guests (no IOMMU, or no VFIO).
+    NoPassthrough(String),
+    NotAttached {
+        vm: String,
+        device: PciAddress,
+    },
     Other(String),
     Xml(VmError),
 }
@@ -514,6 +535,14 @@ impl std::fmt::Display for LibvirtError {
                 "The virtual machine is not in a state for this: {detail}",
                 &[("detail", d)],
             ),
+            LibvirtError::NoPassthrough(d) => gettext_f(
+                "This host cannot give PCI devices to a virtual machine: its IOMMU is off or VFIO is missing ({detail}). Run “traspasoctl check” to see what to turn on.",
+                &[("detail", d)],
+            ),
+            LibvirtError::NotAttached { vm, device } => gettext_f(
+                "{device} is not attached to “{name}”.",
+                &[("device", &device.to_string()), ("name", vm)],
+            ),
             LibvirtError::Other(d) => gettext_f("libvirt: {detail}", &[("detail", d)]),
             LibvirtError::Xml(e) => e.to_string(),
         };
@@ -526,6 +555,9 @@ impl std::error::Error for LibvirtError {}
 fn map_error(e: virt::error::Error, name: Option<&str>) -> LibvirtError {
     use virt::error::ErrorNumber as N;
     let detail = e.message().to_owned();
+    if detail.contains("doesn't support passthrough") {
+        return LibvirtError::NoPassthrough(detail);
+    }
     match e.code().known() {
         Some(N::NoConnect) | Some(N::SystemError) | Some(N::Rpc) => {
             LibvirtError::Unreachable(detail)
@@ -537,6 +569,16 @@ fn map_error(e: virt::error::Error, name: Option<&str>) -> LibvirtError {
         Some(N::DomExist) => LibvirtError::NameTaken(name.unwrap_or_default().to_owned()),
         Some(N::OperationInvalid) => LibvirtError::WrongState(detail),
         _ => LibvirtError::Other(detail),
+    }
+}
+
+/// The persistent configuration, and the running guest when there is one.
+fn affect_flags(live: bool) -> u32 {
+    let config = virt::sys::VIR_DOMAIN_AFFECT_CONFIG;
+    if live {
+        config | virt::sys::VIR_DOMAIN_AFFECT_LIVE
+    } else {
+        config
     }
 }
 
@@ -646,6 +688,98 @@ impl Libvirt {
             .destroy()
             .map(|_| ())
             .map_err(|e| map_error(e, Some(name)))
+    }
+
+    /// The nodedev XML of every PCI function on the connection's host.
+    pub fn pci_node_devices(&self) -> Result<Vec<String>, LibvirtError> {
+        // Only PCI functions; drivers that cannot filter (the test driver)
+        // list everything, and the rest is skipped when reading.
+        let devices = match self
+            .connection
+            .list_all_node_devices(virt::sys::VIR_CONNECT_LIST_NODE_DEVICES_CAP_PCI_DEV)
+        {
+            Err(e) if e.message().contains("unsupported flags") => {
+                self.connection.list_all_node_devices(0)
+            }
+            other => other,
+        }
+        .map_err(|e| map_error(e, None))?;
+        devices
+            .iter()
+            .map(|d| d.xml_desc(0).map_err(|e| map_error(e, None)))
+            .collect()
+    }
+
+    /// The topology of the connection's host, from its node devices: what a
+    /// remote host shows. Names the host's libvirt gave are kept; the local
+    /// names database fills in the rest.
+    pub fn topology(&self, pci_ids: Option<&std::path::Path>) -> Result<Topology, LibvirtError> {
+        let xmls = self.pci_node_devices()?;
+        let mut topology = crate::nodedev::topology(&xmls, &self.uri)
+            .map_err(|e| LibvirtError::Other(e.to_string()))?;
+        let names = crate::pci::PciNames::load(pci_ids, &topology.wanted_ids());
+        if let (Err(e), Some(_)) = (&names, pci_ids) {
+            return Err(LibvirtError::Other(e.to_string()));
+        }
+        if let Ok(names) = names {
+            let given: Vec<_> = topology
+                .devices
+                .iter()
+                .map(|d| (d.vendor_name.clone(), d.device_name.clone()))
+                .collect();
+            topology.apply_names(&names);
+            for (d, (vendor, device)) in topology.devices.iter_mut().zip(given) {
+                d.vendor_name = vendor.or(d.vendor_name.take());
+                d.device_name = device.or(d.device_name.take());
+            }
+        }
+        topology.findings = crate::topology::analyse(&topology);
+        Ok(topology)
+    }
+
+    /// Give `devices` (every endpoint of their groups, see [`hostdevs_for`])
+    /// to the VM: in its configuration, and to the running guest too when
+    /// it runs. All or nothing: when one fails, those already attached are
+    /// detached again. Functions it already has are left as they are.
+    /// Returns whether the running guest got them as well.
+    pub fn attach(&self, name: &str, devices: &[PciAddress]) -> Result<bool, LibvirtError> {
+        let domain = self.domain(name)?;
+        let live = domain.is_active().map_err(|e| map_error(e, Some(name)))?;
+        let flags = affect_flags(live);
+        let present = self.read(name)?.pci_hostdevs();
+        let mut done: Vec<String> = Vec::new();
+        for address in devices.iter().filter(|a| !present.contains(a)) {
+            let xml = Hostdev::pci(address).to_xml().map_err(LibvirtError::Xml)?;
+            if let Err(e) = domain.attach_device_flags(&xml, flags) {
+                for undo in &done {
+                    let _ = domain.detach_device_flags(undo, flags);
+                }
+                return Err(map_error(e, Some(name)));
+            }
+            done.push(xml);
+        }
+        Ok(live)
+    }
+
+    /// Take `devices` away from the VM (configuration, and the running
+    /// guest when it runs). Every one must be attached to it.
+    pub fn detach(&self, name: &str, devices: &[PciAddress]) -> Result<bool, LibvirtError> {
+        let domain = self.domain(name)?;
+        let live = domain.is_active().map_err(|e| map_error(e, Some(name)))?;
+        let present = self.read(name)?.pci_hostdevs();
+        if let Some(missing) = devices.iter().find(|a| !present.contains(a)) {
+            return Err(LibvirtError::NotAttached {
+                vm: name.to_owned(),
+                device: *missing,
+            });
+        }
+        for address in devices {
+            let xml = Hostdev::pci(address).to_xml().map_err(LibvirtError::Xml)?;
+            domain
+                .detach_device_flags(&xml, affect_flags(live))
+                .map_err(|e| map_error(e, Some(name)))?;
+        }
+        Ok(live)
     }
 
     /// Undefine, with its NVRAM (OVMF variables). Drivers without NVRAM
