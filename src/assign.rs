@@ -344,6 +344,91 @@ pub fn vm_name(cmdline: &[u8]) -> Option<String> {
     (!name.is_empty() && !name.contains('=')).then_some(name)
 }
 
+/// Processes with an open file whose link target satisfies `matches`: a
+/// VM as "the virtual machine “NAME” (process PID)", anything else as
+/// "name (pid)". Processes that vanish while being read are skipped.
+fn processes_holding(
+    host: &HostRoot,
+    matches: &dyn Fn(&str) -> bool,
+) -> Result<Vec<String>, HostError> {
+    Ok(open_files(host, matches)?
+        .into_iter()
+        .map(|(pid, _)| process_label(host, &pid))
+        .collect())
+}
+
+/// (pid, matching targets) for each process holding matching files.
+fn open_files(
+    host: &HostRoot,
+    matches: &dyn Fn(&str) -> bool,
+) -> Result<Vec<(String, Vec<String>)>, HostError> {
+    let me = std::process::id().to_string();
+    let mut out = Vec::new();
+    let mut pids: Vec<String> = host
+        .read_dir_or_empty("/proc")?
+        .into_iter()
+        .filter(|p| p.bytes().all(|b| b.is_ascii_digit()) && *p != me)
+        .collect();
+    pids.sort_by_key(|p| p.parse::<u64>().unwrap_or(u64::MAX));
+    for pid in pids {
+        let Ok(fds) = host.read_dir(format!("/proc/{pid}/fd")) else {
+            continue;
+        };
+        let mut held: Vec<String> = fds
+            .iter()
+            .filter_map(|fd| {
+                host.read_link(format!("/proc/{pid}/fd/{fd}"))
+                    .ok()
+                    .and_then(|t| t.to_str().map(str::to_owned))
+                    .filter(|t| matches(t))
+            })
+            .collect();
+        held.dedup();
+        if !held.is_empty() {
+            out.push((pid, held));
+        }
+    }
+    Ok(out)
+}
+
+fn process_label(host: &HostRoot, pid: &str) -> String {
+    let cmdline = host
+        .read_bytes(format!("/proc/{pid}/cmdline"), 64 * 1024)
+        .unwrap_or_default();
+    if let Some(name) = vm_name(&cmdline) {
+        return gettext_f(
+            "the virtual machine “{name}” (process {pid})",
+            &[("name", &name), ("pid", pid)],
+        );
+    }
+    let comm = host
+        .read_attr(format!("/proc/{pid}/comm"))
+        .ok()
+        .flatten()
+        .unwrap_or_default();
+    format!("{comm} ({pid})")
+}
+
+/// Who holds each IOMMU group's /dev/vfio node: the running VMs (and any
+/// other process) using groups, by group number.
+pub fn vfio_users(host: &HostRoot) -> Result<BTreeMap<u32, Vec<String>>, HostError> {
+    let group_of = |t: &str| {
+        t.strip_prefix("/dev/vfio/")
+            .and_then(|n| n.parse::<u32>().ok())
+    };
+    let mut out: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for (pid, targets) in open_files(host, &|t: &str| group_of(t).is_some())? {
+        let label = process_label(host, &pid);
+        let mut groups: Vec<u32> = targets.iter().filter_map(|t| group_of(t)).collect();
+        groups.sort_unstable();
+        groups.dedup();
+        for group in groups {
+            out.entry(group).or_default().push(label.clone());
+        }
+    }
+    Ok(out)
+}
+
 /// A whole move, as the helper runs it for one call: the lock, recovery of
 /// an interrupted move, the group, the plan, the safety checks and the
 /// writes. Names from the PCI database are read only when a refusal needs
@@ -514,7 +599,7 @@ impl<'a> Mover<'a> {
         if plan.direction == Direction::ToHost {
             // A VM (any process) still holding the group: unbinding would hang.
             let node = format!("/dev/vfio/{}", plan.group);
-            let users = self.processes_holding(&|t: &str| t == node)?;
+            let users = processes_holding(self.host, &|t: &str| t == node)?;
             if !users.is_empty() {
                 return Err(MoveError::Refused(Refusal::GroupInUse {
                     group: plan.group,
@@ -750,50 +835,6 @@ impl<'a> Mover<'a> {
         Ok(false)
     }
 
-    /// Processes with an open file whose link target satisfies `matches`:
-    /// "name (pid)".
-    fn processes_holding(&self, matches: &dyn Fn(&str) -> bool) -> Result<Vec<String>, HostError> {
-        let me = std::process::id().to_string();
-        let mut users = Vec::new();
-        for pid in self.host.read_dir_or_empty("/proc")? {
-            if !pid.bytes().all(|b| b.is_ascii_digit()) || pid == me {
-                continue;
-            }
-            // Processes come and go: a vanished one is simply not a user.
-            let Ok(fds) = self.host.read_dir(format!("/proc/{pid}/fd")) else {
-                continue;
-            };
-            let holds = fds.iter().any(|fd| {
-                self.host
-                    .read_link(format!("/proc/{pid}/fd/{fd}"))
-                    .ok()
-                    .and_then(|t| t.to_str().map(str::to_owned))
-                    .is_some_and(|t| matches(&t))
-            });
-            if holds {
-                let cmdline = self
-                    .host
-                    .read_bytes(format!("/proc/{pid}/cmdline"), 64 * 1024)
-                    .unwrap_or_default();
-                if let Some(name) = vm_name(&cmdline) {
-                    users.push(gettext_f(
-                        "the virtual machine “{name}” (process {pid})",
-                        &[("name", &name), ("pid", &pid)],
-                    ));
-                    continue;
-                }
-                let comm = self
-                    .host
-                    .read_attr(format!("/proc/{pid}/comm"))
-                    .ok()
-                    .flatten()
-                    .unwrap_or_default();
-                users.push(format!("{comm} ({pid})"));
-            }
-        }
-        Ok(users)
-    }
-
     /// Processes with the function's DRM nodes (or, for nvidia, its device
     /// nodes) open: "name (pid)".
     fn gpu_users(&self, device: &PciDevice) -> Result<Vec<String>, HostError> {
@@ -808,7 +849,7 @@ impl<'a> Mover<'a> {
         if nodes.is_empty() && !nvidia {
             return Ok(Vec::new());
         }
-        self.processes_holding(&|t: &str| {
+        processes_holding(self.host, &|t: &str| {
             nodes.iter().any(|n| n == t) || (nvidia && t.starts_with("/dev/nvidia"))
         })
     }

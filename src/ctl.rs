@@ -943,8 +943,16 @@ pub fn render_topology(t: &Topology) -> String {
         } else {
             gettext("isolated")
         };
+        let in_use = if g.in_use_by.is_empty() {
+            String::new()
+        } else {
+            format!(
+                " · {}",
+                gettext_f("in use by {users}", &[("users", &g.in_use_by.join(", "))])
+            )
+        };
         out.push_str(&format!(
-            "\n{} — {verdict}\n",
+            "\n{} — {verdict}{in_use}\n",
             gettext_f("Group {group}", &[("group", &g.id.to_string())])
         ));
         for (i, address) in g.devices.iter().enumerate() {

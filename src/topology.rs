@@ -202,6 +202,9 @@ pub struct IommuGroup {
     pub moves_together: Vec<PciAddress>,
     /// Endpoints of more than one slot share the group.
     pub shared: bool,
+    /// Who holds the group's /dev/vfio node: a running VM, named when its
+    /// QEMU command line says (only read when a member is on vfio).
+    pub in_use_by: Vec<String>,
 }
 
 /// Severity of a finding.
@@ -329,7 +332,23 @@ impl Topology {
         let names = PciNames::load(pci_ids, &topology.wanted_ids()).map_err(ScanError::Names)?;
         topology.apply_names(&names);
         topology.findings = analyse(&topology);
+        topology.note_vfio_users(host);
         Ok(topology)
+    }
+
+    /// Fill in who uses each group handed to vfio (running VMs). Reading
+    /// /proc is skipped when no function is on vfio, and a failure to read
+    /// it leaves the groups as they are.
+    pub fn note_vfio_users(&mut self, host: &HostRoot) {
+        if !self.devices.iter().any(PciDevice::on_vfio) {
+            return;
+        }
+        let Ok(users) = crate::assign::vfio_users(host) else {
+            return;
+        };
+        for g in &mut self.groups {
+            g.in_use_by = users.get(&g.id).cloned().unwrap_or_default();
+        }
     }
 
     pub fn device(&self, address: &PciAddress) -> Option<&PciDevice> {
@@ -487,6 +506,7 @@ pub fn from_devices(mut devices: Vec<PciDevice>, libvirt_uri: Option<String>) ->
             shared: slots.len() > 1,
             devices: devs,
             moves_together,
+            in_use_by: Vec::new(),
         });
     }
 

@@ -455,3 +455,54 @@ fn a_vm_holding_a_group_is_named_from_its_command_line() {
     assert_eq!(vm_name(&line(&["cat", "/dev/vfio/7"])), None);
     assert_eq!(vm_name(b""), None);
 }
+
+#[test]
+fn the_topology_says_which_vm_uses_a_group() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("data/samples/ivy-bridge-desktop.host"),
+    )
+    .unwrap()
+    .replace("driver=nouveau", "driver=vfio-pci")
+    .replace(
+        "driver=snd_hda_intel reset=bus",
+        "driver=vfio-pci reset=bus",
+    );
+    let root = write(&traspaso::fixture::HostSpec::parse(&text).unwrap());
+    let r = root.path();
+    let json = |r: &Path| -> serde_json::Value {
+        let out = ctl(&["--root", r.to_str().unwrap(), "--json", "topology"]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let group_1 = |t: &serde_json::Value| {
+        t["groups"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["id"] == 1)
+            .unwrap()["in_use_by"]
+            .clone()
+    };
+    // On vfio-pci but not opened: nobody uses it.
+    assert_eq!(group_1(&json(r)), serde_json::json!([]));
+    put(r, "/proc/777/comm", "qemu-system-x86\n");
+    put(
+        r,
+        "/proc/777/cmdline",
+        "/usr/bin/qemu-system-x86_64\0-name\0guest=win11,debug-threads=on\0",
+    );
+    link(r, "/proc/777/fd/30", "/dev/vfio/vfio");
+    link(r, "/proc/777/fd/31", "/dev/vfio/1");
+    link(r, "/proc/900/fd/3", "/dev/vfio/1");
+    put(r, "/proc/900/comm", "cat\n");
+    assert_eq!(
+        group_1(&json(r)),
+        serde_json::json!(["the virtual machine “win11” (process 777)", "cat (900)"])
+    );
+    let out = ctl(&["--root", r.to_str().unwrap(), "topology"]);
+    assert!(
+        stdout(&out).contains("Group 1 — isolated · in use by the virtual machine “win11”"),
+        "{}",
+        stdout(&out)
+    );
+}

@@ -369,7 +369,11 @@ fn a_remote_hosts_topology_from_libvirts_node_devices() {
         "qemu:///system?socket=/nonexistent/sock",
     ]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("Cannot reach libvirt"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("Cannot reach libvirt"),
+        "{}",
+        stderr(&out)
+    );
     // --connect reads no ROMs.
     let out = ctl(&["topology", "--connect", &uri, "--read-roms"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));

@@ -345,10 +345,16 @@ impl Details {
         row.set_widget_name("move-row");
         row.set_title(&gettext("Given to a Virtual Machine"));
         let busy = self.busy.is_some();
+        let in_use = !group.in_use_by.is_empty();
         row.set_subtitle(&if busy {
             gettext("Moving…")
         } else if !self.can_move {
             gettext("Only the devices of this computer can move.")
+        } else if in_use {
+            gettext_f(
+                "In use by {users}: shut the virtual machine down to take the group back.",
+                &[("users", &group.in_use_by.join(", "))],
+            )
         } else if on_vfio {
             gettext("On vfio-pci: a virtual machine can use the group.")
         } else {
@@ -362,7 +368,7 @@ impl Details {
         let switch = gtk::Switch::new();
         switch.set_valign(gtk::Align::Center);
         switch.set_active(on_vfio);
-        switch.set_sensitive(self.can_move && !busy);
+        switch.set_sensitive(self.can_move && !busy && !in_use);
         super::set_accessible_label(&switch, &gettext("Given to a Virtual Machine"));
         let input = sender.input_sender().clone();
         let address = *address;

@@ -276,8 +276,23 @@ pub fn group_title(group: &IommuGroup) -> String {
     gettext_f("Group {id}", &[("id", &group.id.to_string())])
 }
 
-/// The verdict of a group row: isolated, or shared by which slots.
+/// The verdict of a group row: isolated, or shared by which slots; and
+/// which running VM uses it.
 pub fn group_verdict(topology: &Topology, group: &IommuGroup) -> String {
+    let verdict = isolation_verdict(topology, group);
+    if group.in_use_by.is_empty() {
+        return verdict;
+    }
+    format!(
+        "{verdict} · {}",
+        gettext_f(
+            "in use by {users}",
+            &[("users", &group.in_use_by.join(", "))]
+        )
+    )
+}
+
+fn isolation_verdict(topology: &Topology, group: &IommuGroup) -> String {
     if group.moves_together.is_empty() {
         return gettext("Bridges only: nothing to give to a VM");
     }
@@ -667,6 +682,15 @@ mod tests {
         );
         let gpu = group_verdict(&t, t.group(1).unwrap());
         assert!(gpu.starts_with("Isolated"), "{gpu}");
+        assert!(!gpu.contains("in use"), "{gpu}");
+        let mut running = t.group(1).unwrap().clone();
+        running.in_use_by = vec!["the virtual machine “win11” (process 7)".into()];
+        let gpu = group_verdict(&t, &running);
+        assert!(
+            gpu.starts_with("Isolated")
+                && gpu.ends_with("in use by the virtual machine “win11” (process 7)"),
+            "{gpu}"
+        );
     }
 
     #[test]
