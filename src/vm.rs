@@ -484,7 +484,7 @@ pub fn state_name(state: virt::domain::DomainState) -> &'static str {
 }
 
 /// One VM as a list shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct VmInfo {
     pub name: String,
     pub state: &'static str,

@@ -13,14 +13,14 @@ use std::process::{Command, ExitCode};
 use std::time::{Duration, Instant};
 
 use relm4::adw::prelude::*;
-use relm4::gtk;
 use relm4::gtk::gio;
 use relm4::ComponentController;
+use relm4::{adw, gtk};
 
 use gui_support::*;
 use traspaso::ui::app::find_widget;
 use traspaso::ui::tree::{node_of, Node, Selection};
-use traspaso::ui::Source;
+use traspaso::ui::{AppInit, Source};
 
 const SCENARIO: &str = "TRASPASO_GUI_SCENARIO";
 
@@ -52,8 +52,9 @@ fn run_all() -> ExitCode {
     assert!(status.success());
 
     let me = std::env::current_exe().expect("own path");
-    let scenarios: [(&str, &[(&str, &str)]); 8] = [
+    let scenarios: [(&str, &[(&str, &str)]); 9] = [
         ("desktop", &[]),
+        ("vms", &[]),
         ("iommu-off", &[]),
         ("errors", &[]),
         ("samples", &[]),
@@ -112,6 +113,7 @@ fn run_scenario(name: &str) {
     init_gtk();
     match name {
         "desktop" => desktop(),
+        "vms" => vms(),
         "iommu-off" => iommu_off(),
         "errors" => errors(),
         "samples" => samples(),
@@ -487,6 +489,114 @@ fn spanish() {
         "{texts:?}"
     );
     w.screenshot("iommu-off-es");
+    w.close();
+}
+
+/// The Virtual Machines window on libvirt's test driver (in this process,
+/// with its VM "test" running), the groups picked from the sample desktop.
+fn vms() {
+    let host = write_host("ivy-bridge-desktop");
+    let mut init = AppInit::new(Source::Captured(host.path().to_owned()), pci_ids());
+    init.connection = Some("test:///default".into());
+    let w = Window::open_with(init);
+    w.wait_page("browse");
+    w.action("virtual-machines", None);
+    let window = || toplevel("vm-window").expect("the Virtual Machines window");
+    let wait_text = |what: &str, done: &dyn Fn(&str) -> bool| {
+        let ok = pump_until(Duration::from_secs(20), || {
+            toplevel("vm-window").is_some_and(|v| done(&texts(v.upcast_ref())))
+        });
+        assert!(ok, "{what}: {}", texts(window().upcast_ref()));
+    };
+    let row = |name: &str| named(&window(), &format!("vm-{name}"));
+    let click = |row_name: &str, button: &str| {
+        let row = row(row_name).unwrap_or_else(|| panic!("no row for {row_name}"));
+        named(&row, button)
+            .and_downcast::<gtk::Button>()
+            .unwrap_or_else(|| panic!("no {button} on {row_name}"))
+            .emit_clicked();
+        pump(Duration::from_millis(100));
+    };
+    let subtitle = |name: &str| {
+        row(name)
+            .and_downcast::<adw::ActionRow>()
+            .and_then(|r| r.subtitle())
+            .map(String::from)
+            .unwrap_or_default()
+    };
+    let wait_subtitle = |name: &str, starts: &str| {
+        let ok = pump_until(Duration::from_secs(20), || {
+            subtitle(name).starts_with(starts)
+        });
+        assert!(ok, "{name}: {:?}, expected {starts}", subtitle(name));
+    };
+    wait_text("the test VM", &|t| t.contains("test"));
+    wait_subtitle("test", "Running");
+    click("test", "vm-shutdown");
+    wait_subtitle("test", "Off");
+
+    // Create a VM with the GPU's group.
+    named(&window(), "vm-new")
+        .and_downcast::<gtk::Button>()
+        .expect("the New button")
+        .emit_clicked();
+    pump(Duration::from_millis(200));
+    let dialog = toplevel("vm-create").expect("the New Virtual Machine dialog");
+    assert!(
+        texts(dialog.upcast_ref()).contains("not of this computer"),
+        "a sample's devices are said to be another machine's"
+    );
+    let name = named(&dialog, "vm-name")
+        .and_downcast::<adw::EntryRow>()
+        .expect("the name field");
+    let create = named(&dialog, "vm-create-button")
+        .and_downcast::<gtk::Button>()
+        .expect("the Create button");
+    name.set_text("bad name");
+    create.emit_clicked();
+    pump(Duration::from_millis(100));
+    assert!(name.has_css_class("error"), "a bad name is marked");
+    assert!(toplevel("vm-create").is_some(), "and the dialog stays");
+    name.set_text("ws");
+    named(&dialog, "group-1")
+        .and_downcast::<gtk::CheckButton>()
+        .expect("the GPU group")
+        .set_active(true);
+    create.emit_clicked();
+    pump(Duration::from_millis(100));
+    wait_subtitle("ws", "Off · 0000:01:00.0, 0000:01:00.1");
+    screenshot(window().upcast_ref(), "virtual-machines");
+
+    // Start it, force it off, delete it (confirmed).
+    click("ws", "vm-start");
+    wait_subtitle("ws", "Running");
+    click("ws", "vm-destroy");
+    wait_subtitle("ws", "Off");
+    click("ws", "vm-delete");
+    pump(Duration::from_millis(200));
+    let confirm = toplevel("vm-delete-dialog")
+        .and_downcast::<adw::MessageDialog>()
+        .expect("a confirmation");
+    confirm.response("delete");
+    let gone = pump_until(Duration::from_secs(20), || row("ws").is_none());
+    assert!(gone, "ws is still listed");
+
+    // Another connection that cannot be reached: the error page says why.
+    let entry = named(&window(), "connection-entry")
+        .and_downcast::<gtk::Entry>()
+        .expect("the connection field");
+    entry.set_text("qemu:///system?socket=/nonexistent/sock");
+    entry.emit_activate();
+    let error = pump_until(Duration::from_secs(20), || {
+        named(&window(), "vm-error").is_some_and(|e| e.is_mapped())
+    });
+    assert!(error, "no error page: {}", texts(window().upcast_ref()));
+    assert!(
+        texts(window().upcast_ref()).contains("Cannot reach libvirt"),
+        "{}",
+        texts(window().upcast_ref())
+    );
+    window().destroy();
     w.close();
 }
 

@@ -17,6 +17,7 @@ use super::details::{Details, DetailsMsg, DetailsOutput};
 use super::model::{self, Filter, ViewMode};
 use super::settings::Settings;
 use super::tree::{DeviceList, Selection};
+use super::vms::{Vms, VmsInit, VmsMsg};
 use super::wizard::{Wizard, WizardInit, WizardOutput};
 use crate::assign::Direction;
 use crate::dbus::{self, CallError};
@@ -46,6 +47,8 @@ pub struct AppInit {
     pub pci_ids: Option<PathBuf>,
     /// The first scan, started before GTK (see [`Preload::start`]).
     pub preload: Preload,
+    /// The libvirt connection for the Virtual Machines window (`--connect`).
+    pub connection: Option<String>,
 }
 
 impl AppInit {
@@ -54,6 +57,7 @@ impl AppInit {
             source,
             pci_ids,
             preload: Preload::default(),
+            connection: None,
         }
     }
 }
@@ -193,6 +197,7 @@ pub struct App {
     dialog: Option<gtk::FileChooserNative>,
     assessment: Option<Arc<Assessment>>,
     wizard: Option<Controller<Wizard>>,
+    vms: Option<Controller<Vms>>,
 }
 
 #[derive(Debug)]
@@ -214,6 +219,7 @@ pub enum AppMsg {
     ShowPreferences,
     ShowAbout,
     ShowWizard,
+    ShowVms,
     WizardFinished,
     SaveReport,
     ReportSaved(Result<String, String>),
@@ -334,6 +340,43 @@ impl App {
         Some(report::markdown(&report))
     }
 
+    /// The Virtual Machines window, on the connection given with --connect
+    /// or the one used last.
+    fn show_vms(&mut self, root: &adw::ApplicationWindow) {
+        if let Some(vms) = &self.vms {
+            vms.widget().present();
+            return;
+        }
+        let uri = self.init.connection.clone().unwrap_or_else(|| {
+            self.settings
+                .string("connection", crate::vm::Libvirt::DEFAULT_URI)
+        });
+        let vms = Vms::builder()
+            .transient_for(root)
+            .launch(VmsInit {
+                uri,
+                settings: self.settings.clone(),
+                topology: self.topology.clone(),
+                elsewhere: self.elsewhere(),
+            })
+            .detach();
+        vms.widget().set_hide_on_close(true);
+        vms.widget().present();
+        self.vms = Some(vms);
+    }
+
+    /// When the devices shown are not this computer's: which host they are.
+    fn elsewhere(&self) -> Option<String> {
+        (self.source != Source::Live).then(|| self.host_label())
+    }
+
+    /// Keep the Virtual Machines window's group picker on the shown host.
+    fn tell_vms(&self) {
+        if let Some(vms) = &self.vms {
+            vms.emit(VmsMsg::Topology(self.topology.clone(), self.elsewhere()));
+        }
+    }
+
     fn show_wizard(&mut self, root: &adw::ApplicationWindow, sender: &ComponentSender<Self>) {
         if let Some(wizard) = &self.wizard {
             wizard.widget().present();
@@ -369,6 +412,7 @@ impl App {
                 self.bindings = Some(loaded.bindings);
                 self.assessment = loaded.assessment;
                 self.topology = Some(Arc::new(loaded.topology));
+                self.tell_vms();
                 self.details
                     .emit(DetailsMsg::CanMove(self.source == Source::Live));
                 self.page = if iommu || self.browse_anyway {
@@ -765,6 +809,7 @@ impl Component for App {
             dialog: None,
             assessment: None,
             wizard: None,
+            vms: None,
         };
         let widgets = view_output!();
 
@@ -945,6 +990,7 @@ impl Component for App {
             AppMsg::ShowPreferences => super::preferences::show(root, &self.settings),
             AppMsg::ShowAbout => super::show_about(root),
             AppMsg::ShowWizard => self.show_wizard(root, &sender),
+            AppMsg::ShowVms => self.show_vms(root),
             AppMsg::WizardFinished => {
                 self.settings.set_boolean("wizard-done", true);
                 if let Some(wizard) = self.wizard.take() {
@@ -1066,6 +1112,10 @@ fn main_menu() -> gio::Menu {
     let menu = gio::Menu::new();
     let setup = gio::Menu::new();
     setup.append(Some(&gettext("Set Up _Passthrough…")), Some("win.wizard"));
+    setup.append(
+        Some(&gettext("_Virtual Machines")),
+        Some("win.virtual-machines"),
+    );
     setup.append(Some(&gettext("_Share Report…")), Some("win.share-report"));
     menu.append_section(None, &setup);
     let host = gio::Menu::new();
@@ -1165,6 +1215,11 @@ fn install_actions(
     this.connect_activate(move |_, _| s.input(AppMsg::Open(Source::Live)));
     add(&this);
 
+    let vms = gio::SimpleAction::new("virtual-machines", None);
+    let s = sender.clone();
+    vms.connect_activate(move |_, _| s.input(AppMsg::ShowVms));
+    add(&vms);
+
     let wizard = gio::SimpleAction::new("wizard", None);
     let s = sender.clone();
     wizard.connect_activate(move |_, _| s.input(AppMsg::ShowWizard));
@@ -1200,6 +1255,7 @@ fn install_actions(
         ("win.view-mode('groups')", &["<Control>1"]),
         ("win.view-mode('bus')", &["<Control>2"]),
         ("win.graphics-only", &["<Control>g"]),
+        ("win.virtual-machines", &["<Control>m"]),
         ("win.open-capture", &["<Control>o"]),
         ("win.show-help-overlay", &["<Control>question"]),
         ("app.preferences", &["<Control>comma"]),

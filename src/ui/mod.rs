@@ -13,6 +13,7 @@ pub mod model;
 pub mod preferences;
 pub mod settings;
 pub mod tree;
+pub mod vms;
 pub mod wizard;
 
 use std::ffi::OsString;
@@ -70,6 +71,14 @@ fn command() -> Command {
                 .value_parser(clap::value_parser!(PathBuf))
                 .help(gettext("Take device names from this pci.ids file")),
         )
+        .arg(
+            Arg::new("connect")
+                .long("connect")
+                .value_name(gettext("URI"))
+                .help(gettext(
+                    "Show the virtual machines of this libvirt connection (default: the last one used)",
+                )),
+        )
 }
 
 /// Parse the command line into how the window starts.
@@ -97,10 +106,9 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(args: I) -> Result<AppInit, 
     } else {
         Source::Live
     };
-    Ok(AppInit::new(
-        source,
-        matches.get_one::<PathBuf>("pci-ids").cloned(),
-    ))
+    let mut init = AppInit::new(source, matches.get_one::<PathBuf>("pci-ids").cloned());
+    init.connection = matches.get_one::<String>("connect").cloned();
+    Ok(init)
 }
 
 /// Start the app with the process's arguments.

@@ -20,6 +20,7 @@ enum Value {
     Int(i32),
     Bool(bool),
     Str(String),
+    List(Vec<String>),
 }
 
 impl Settings {
@@ -63,6 +64,28 @@ impl Settings {
             (Some(s), _) => s.string(key).into(),
             (None, Some(Value::Str(v))) => v.clone(),
             _ => default.to_owned(),
+        }
+    }
+
+    pub fn strings(&self, key: &'static str, default: &[&str]) -> Vec<String> {
+        match (&self.backend, self.memory.borrow().get(key)) {
+            (Some(s), _) => s.strv(key).iter().map(|v| v.to_string()).collect(),
+            (None, Some(Value::List(v))) => v.clone(),
+            _ => default.iter().map(|v| v.to_string()).collect(),
+        }
+    }
+
+    pub fn set_strings(&self, key: &'static str, value: &[String]) {
+        match &self.backend {
+            Some(s) => {
+                let refs: Vec<&str> = value.iter().map(String::as_str).collect();
+                let _ = s.set_strv(key, refs.as_slice());
+            }
+            None => {
+                self.memory
+                    .borrow_mut()
+                    .insert(key, Value::List(value.to_vec()));
+            }
         }
     }
 

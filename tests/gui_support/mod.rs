@@ -58,9 +58,11 @@ pub struct Window {
 
 impl Window {
     pub fn open(source: Source) -> Self {
-        let controller = App::builder()
-            .launch(AppInit::new(source, pci_ids()))
-            .detach();
+        Self::open_with(AppInit::new(source, pci_ids()))
+    }
+
+    pub fn open_with(init: AppInit) -> Self {
+        let controller = App::builder().launch(init).detach();
         controller.widget().present();
         Window { controller }
     }
@@ -279,4 +281,17 @@ pub fn texts(widget: &gtk::Widget) -> String {
     let mut out = Vec::new();
     collect_labels(widget, &mut out);
     out.join("\n")
+}
+
+/// The open toplevel window with this widget name.
+pub fn toplevel(name: &str) -> Option<gtk::Window> {
+    let list = gtk::Window::toplevels();
+    (0..list.n_items())
+        .filter_map(|i| list.item(i).and_downcast::<gtk::Window>())
+        .find(|w| w.widget_name() == name && w.is_visible())
+}
+
+/// The widget named `name` inside `root`.
+pub fn named(root: &impl IsA<gtk::Widget>, name: &str) -> Option<gtk::Widget> {
+    find_widget(root.upcast_ref(), &|w| w.widget_name() == name)
 }
