@@ -106,7 +106,8 @@ impl From<MoveError> for HelperError {
     }
 }
 
-fn parse(address: &str) -> Result<PciAddress, HelperError> {
+/// A method's address argument: strict, no paths (InvalidArgs otherwise).
+pub fn parse_address(address: &str) -> Result<PciAddress, HelperError> {
     address
         .parse()
         .map_err(|e: crate::pci::AddressError| HelperError::InvalidArgs(e.to_string()))
@@ -241,7 +242,7 @@ impl Helper {
         &self,
         address: &str,
     ) -> Result<HashMap<String, OwnedValue>, HelperError> {
-        let address = parse(address)?;
+        let address = parse_address(address)?;
         let root = self.root.clone();
         let state = tokio::task::spawn_blocking(move || {
             let host = Self::host(&root)?;
@@ -286,7 +287,7 @@ impl Helper {
         #[zbus(connection)] connection: &zbus::Connection,
         address: &str,
     ) -> Result<Vec<String>, HelperError> {
-        let address = parse(address)?;
+        let address = parse_address(address)?;
         authorize(connection, &header, ACTION_ASSIGN).await?;
         self.run_move(address, Direction::ToGuest).await
     }
@@ -298,7 +299,7 @@ impl Helper {
         #[zbus(connection)] connection: &zbus::Connection,
         address: &str,
     ) -> Result<Vec<String>, HelperError> {
-        let address = parse(address)?;
+        let address = parse_address(address)?;
         authorize(connection, &header, ACTION_ASSIGN).await?;
         self.run_move(address, Direction::ToHost).await
     }
@@ -310,7 +311,7 @@ impl Helper {
         #[zbus(connection)] connection: &zbus::Connection,
         address: &str,
     ) -> Result<Vec<u8>, HelperError> {
-        let address = parse(address)?;
+        let address = parse_address(address)?;
         authorize(connection, &header, ACTION_READ_ROM).await?;
         let root = self.root.clone();
         tokio::task::spawn_blocking(move || {
