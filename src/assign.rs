@@ -69,6 +69,13 @@ pub struct Journal {
     pub boot_id: Option<String>,
 }
 
+/// `assigned.json`: where the functions on vfio-pci came from, in one boot.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Assigned {
+    boot_id: Option<String>,
+    devices: BTreeMap<String, Option<String>>,
+}
+
 /// One function of the plan.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlannedMove {
@@ -412,9 +419,28 @@ fn process_label(host: &HostRoot, pid: &str) -> String {
 /// Who holds each IOMMU group's /dev/vfio node: the running VMs (and any
 /// other process) using groups, by group number.
 pub fn vfio_users(host: &HostRoot) -> Result<BTreeMap<u32, Vec<String>>, HostError> {
+    // Per-device nodes (/dev/vfio/devices/vfioN) belong to a function's group.
+    let mut device_nodes: BTreeMap<String, u32> = BTreeMap::new();
+    for name in host.read_dir_or_empty(crate::topology::PCI_DEVICES)? {
+        let Ok(address) = name.parse::<PciAddress>() else {
+            continue;
+        };
+        let dir = device_dir(&address);
+        let group = host
+            .read_link(dir.join("iommu_group"))
+            .ok()
+            .and_then(|t| t.file_name()?.to_str()?.parse::<u32>().ok());
+        if let Some(group) = group {
+            for node in host.read_dir_or_empty(dir.join("vfio-dev"))? {
+                device_nodes.insert(format!("/dev/vfio/devices/{node}"), group);
+            }
+        }
+    }
     let group_of = |t: &str| {
-        t.strip_prefix("/dev/vfio/")
-            .and_then(|n| n.parse::<u32>().ok())
+        device_nodes.get(t).copied().or_else(|| {
+            t.strip_prefix("/dev/vfio/")
+                .and_then(|n| n.parse::<u32>().ok())
+        })
     };
     let mut out: BTreeMap<u32, Vec<String>> = BTreeMap::new();
     for (pid, targets) in open_files(host, &|t: &str| group_of(t).is_some())? {
@@ -427,6 +453,51 @@ pub fn vfio_users(host: &HostRoot) -> Result<BTreeMap<u32, Vec<String>>, HostErr
         }
     }
     Ok(out)
+}
+
+/// The safety checks for giving groups to a VM through libvirt (which
+/// moves them itself when the VM starts, with none of these checks): a
+/// group with a mounted disk or the NIC with the default route is refused,
+/// as a move would be. A GPU in use is not: the VM is not running yet.
+pub fn check_for_vm(
+    host: &HostRoot,
+    topology: &Topology,
+    devices: &[PciAddress],
+) -> Result<(), MoveError> {
+    let mover = Mover::new(host);
+    for address in devices {
+        let plan = mover.plan(topology, address, Direction::ToGuest)?;
+        match mover.check_safety(topology, &plan, false) {
+            Ok(()) | Err(MoveError::Refused(Refusal::GpuInUse { .. })) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Read a function's option ROM for the helper or the CLI: never while a
+/// move runs (the move lock is held for the read), never while a VM holds
+/// the function's group (enabling the ROM under a running guest).
+pub fn read_rom(host: &HostRoot, address: &PciAddress) -> Result<Vec<u8>, MoveError> {
+    let mover = Mover::new(host);
+    let _lock = if host.is_live() {
+        Some(mover.lock()?)
+    } else {
+        None
+    };
+    let group = host
+        .read_link(device_dir(address).join("iommu_group"))
+        .ok()
+        .and_then(|t| t.file_name()?.to_str()?.parse::<u32>().ok());
+    if let Some(group) = group {
+        if let Some(users) = vfio_users(host)?.remove(&group) {
+            return Err(MoveError::Refused(Refusal::GroupInUse {
+                group,
+                processes: users,
+            }));
+        }
+    }
+    Ok(crate::rom::read_device_rom(host, address)?)
 }
 
 /// A whole move, as the helper runs it for one call: the lock, recovery of
@@ -493,11 +564,15 @@ impl<'a> Mover<'a> {
             .filter(|v| !v.is_empty() && v != "(null)"))
     }
 
+    /// The functions given to vfio-pci in this boot, with the driver each
+    /// came from. A record from an earlier boot says nothing any more.
     fn assigned(&self) -> BTreeMap<String, Option<String>> {
         self.host
             .read_string(ASSIGNED)
             .ok()
-            .and_then(|t| serde_json::from_str(&t).ok())
+            .and_then(|t| serde_json::from_str::<Assigned>(&t).ok())
+            .filter(|a| a.boot_id.is_some() && a.boot_id == self.boot_id())
+            .map(|a| a.devices)
             .unwrap_or_default()
     }
 
@@ -598,8 +673,18 @@ impl<'a> Mover<'a> {
     ) -> Result<(), MoveError> {
         if plan.direction == Direction::ToHost {
             // A VM (any process) still holding the group: unbinding would hang.
-            let node = format!("/dev/vfio/{}", plan.group);
-            let users = processes_holding(self.host, &|t: &str| t == node)?;
+            // The group's node, or a member's own VFIO device node (the
+            // newer per-device interface, /dev/vfio/devices/vfioN).
+            let mut nodes = vec![format!("/dev/vfio/{}", plan.group)];
+            for d in &plan.devices {
+                for name in self
+                    .host
+                    .read_dir_or_empty(device_dir(&d.address).join("vfio-dev"))?
+                {
+                    nodes.push(format!("/dev/vfio/devices/{name}"));
+                }
+            }
+            let users = processes_holding(self.host, &|t: &str| nodes.iter().any(|n| n == t))?;
             if !users.is_empty() {
                 return Err(MoveError::Refused(Refusal::GroupInUse {
                     group: plan.group,
@@ -1059,7 +1144,11 @@ impl<'a> Mover<'a> {
         }
         // The move succeeded: the journal must go even if the record of
         // original drivers cannot be kept (it only helps the way back).
-        let text = serde_json::to_vec_pretty(&assigned).unwrap_or_default();
+        let record = Assigned {
+            boot_id: self.boot_id(),
+            devices: assigned,
+        };
+        let text = serde_json::to_vec_pretty(&record).unwrap_or_default();
         let _ = self.host.write_state(Path::new(ASSIGNED), &text);
         self.host.remove_state(Path::new(JOURNAL))?;
         Ok(todo.iter().map(|d| d.address).collect())
@@ -1202,7 +1291,22 @@ impl<'a> Mover<'a> {
         };
         let journal: Journal =
             serde_json::from_str(&text).map_err(|e| MoveError::BadJournal(e.to_string()))?;
+        // A journal in a captured root is part of the snapshot, not a move
+        // of ours: it is read (so a broken one is reported) and left alone.
+        if !self.host.is_live() {
+            return Ok(None);
+        }
         let same_boot = journal.boot_id.is_some() && journal.boot_id == self.boot_id();
+        // A VM already holds the group: whatever was left, the move to the
+        // guest is in use. Undoing it now would make the unbind wait for the
+        // VM (and hang whoever recovers); the journal goes, nothing changes.
+        if same_boot
+            && journal.direction == Direction::ToGuest
+            && vfio_users(self.host)?.contains_key(&journal.group)
+        {
+            self.host.remove_state(Path::new(JOURNAL))?;
+            return Ok(None);
+        }
         let mut problems = Vec::new();
         let mut handled = Vec::new();
         for rec in journal.devices.iter().rev() {
@@ -1283,17 +1387,29 @@ impl<'a> Mover<'a> {
 
     /// Take the move lock, or report that another move holds it.
     pub fn lock(&self) -> Result<std::fs::File, MoveError> {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
         let path = self.host.display(Path::new(LOCK));
+        let io =
+            |p: &Path, e: std::io::Error| MoveError::Host(HostError::from_io(p.to_owned(), &e));
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)
-                .map_err(|e| MoveError::Host(HostError::from_io(dir.to_owned(), &e)))?;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o755)
+                .create(dir)
+                .map_err(|e| io(dir, e))?;
         }
+        // Only root may open it: whoever can open a file can flock it, and
+        // would then hold every move back.
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
             .open(&path)
-            .map_err(|e| MoveError::Host(HostError::from_io(path.clone(), &e)))?;
+            .map_err(|e| io(&path, e))?;
+        file.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| io(&path, e))?;
         match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => Ok(file),
             Err(rustix::io::Errno::WOULDBLOCK) => Err(MoveError::Busy),

@@ -5,7 +5,6 @@
 //! MAC addresses, host names) is copied.
 
 use std::fmt;
-use std::os::unix::fs::symlink;
 use std::path::{Component, Path, PathBuf};
 
 use serde::Serialize;
@@ -159,6 +158,83 @@ fn resolve_lexically(dir: &Path, target: &Path) -> PathBuf {
     out
 }
 
+/// What a capture must not carry, masked: the PCI Express Device Serial
+/// Number in config space (on NICs often the MAC), and UUIDs (of disks and
+/// filesystems) in kernel command lines and boot loader settings. The
+/// layout stays, so the capture still reads the same.
+pub fn private(host_path: &Path, mut data: Vec<u8>) -> Vec<u8> {
+    if host_path.file_name().is_some_and(|n| n == "config") {
+        mask_serial_number(&mut data);
+        return data;
+    }
+    let text_file = host_path.starts_with("/proc/cmdline")
+        || host_path.starts_with("/etc")
+        || host_path.starts_with("/boot");
+    if text_file {
+        mask_uuids(&mut data);
+    }
+    data
+}
+
+/// Zero the Device Serial Number extended capability (id 3) of a config
+/// space, following the extended capability list from 0x100.
+fn mask_serial_number(config: &mut [u8]) {
+    let mut at = 0x100usize;
+    for _ in 0..64 {
+        let Some(header) = config.get(at..at + 4) else {
+            return;
+        };
+        let header = u32::from_le_bytes([header[0], header[1], header[2], header[3]]);
+        if header == 0 || header == u32::MAX {
+            return;
+        }
+        if header & 0xffff == 0x0003 {
+            if let Some(serial) = config.get_mut(at + 4..at + 12) {
+                serial.fill(0);
+            }
+        }
+        let next = ((header >> 20) & 0xffc) as usize;
+        if next < 0x100 || next <= at {
+            return;
+        }
+        at = next;
+    }
+}
+
+/// Replace every UUID (8-4-4-4-12 hex digits) by zeros.
+fn mask_uuids(text: &mut [u8]) {
+    const SHAPE: [usize; 5] = [8, 4, 4, 4, 12];
+    let len = 36;
+    let mut i = 0;
+    while i + len <= text.len() {
+        let candidate = &text[i..i + len];
+        let mut pos = 0;
+        let mut ok = true;
+        for (n, group) in SHAPE.iter().enumerate() {
+            ok &= candidate[pos..pos + group]
+                .iter()
+                .all(u8::is_ascii_hexdigit);
+            pos += group;
+            if n < 4 {
+                ok &= candidate[pos] == b'-';
+                pos += 1;
+            }
+        }
+        let boundary = |b: Option<&u8>| b.is_none_or(|b| !b.is_ascii_alphanumeric());
+        if ok && boundary(i.checked_sub(1).and_then(|j| text.get(j))) && boundary(text.get(i + len))
+        {
+            for b in &mut text[i..i + len] {
+                if *b != b'-' {
+                    *b = b'0';
+                }
+            }
+            i += len;
+        } else {
+            i += 1;
+        }
+    }
+}
+
 struct Copier<'a> {
     host: &'a HostRoot,
     dest: &'a Path,
@@ -166,30 +242,83 @@ struct Copier<'a> {
     summary: CaptureSummary,
 }
 
+/// The capture's own directory: every write goes through directory handles
+/// opened without following any symbolic link, because the capture holds
+/// links copied from the host (or from a hostile capture being recaptured),
+/// and writing through one would land outside it.
+fn relative(host_path: &Path) -> PathBuf {
+    host_path
+        .components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n),
+            _ => None,
+        })
+        .collect()
+}
+
+fn errno(e: rustix::io::Errno) -> std::io::Error {
+    std::io::Error::from_raw_os_error(e.raw_os_error())
+}
+
 impl Copier<'_> {
     fn target(&self, host_path: &Path) -> PathBuf {
-        self.dest
-            .join(host_path.strip_prefix("/").unwrap_or(host_path))
+        self.dest.join(relative(host_path))
+    }
+
+    /// The capture's directory for `host_path`, made if missing, reached
+    /// through no symbolic link.
+    fn dir_fd(&self, host_path: &Path) -> Result<rustix::fd::OwnedFd, CaptureError> {
+        use rustix::fs::{Mode, OFlags, ResolveFlags};
+        let fail = |e: rustix::io::Errno| CaptureError::Write(self.target(host_path), errno(e));
+        let resolve = ResolveFlags::BENEATH | ResolveFlags::NO_SYMLINKS;
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+        let mut dir = rustix::fs::open(self.dest, flags, Mode::empty()).map_err(fail)?;
+        for part in relative(host_path).iter() {
+            match rustix::fs::mkdirat(&dir, part, Mode::from_raw_mode(0o755)) {
+                Ok(()) | Err(rustix::io::Errno::EXIST) => {}
+                Err(e) => return Err(fail(e)),
+            }
+            dir = rustix::fs::openat2(&dir, part, flags, Mode::empty(), resolve).map_err(fail)?;
+        }
+        Ok(dir)
     }
 
     fn mkdir(&self, host_path: &Path) -> Result<(), CaptureError> {
-        let t = self.target(host_path);
-        std::fs::create_dir_all(&t).map_err(|e| CaptureError::Write(t, e))
+        self.dir_fd(host_path).map(|_| ())
     }
 
     fn put(&self, host_path: &Path, data: &[u8]) -> Result<(), CaptureError> {
-        if let Some(parent) = host_path.parent() {
-            self.mkdir(parent)?;
+        use rustix::fs::{Mode, OFlags};
+        let parent = self.dir_fd(host_path.parent().unwrap_or(Path::new("/")))?;
+        let name = host_path.file_name().unwrap_or_default();
+        let fail = |e: std::io::Error| CaptureError::Write(self.target(host_path), e);
+        let fd = rustix::fs::openat(
+            &parent,
+            name,
+            OFlags::WRONLY | OFlags::CREATE | OFlags::TRUNC | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o644),
+        )
+        .map_err(|e| fail(errno(e)))?;
+        use std::io::Write;
+        std::fs::File::from(fd).write_all(data).map_err(fail)
+    }
+
+    /// Make a link in the capture (never followed while capturing).
+    fn put_link(&self, host_path: &Path, target: &Path) -> Result<(), CaptureError> {
+        let parent = self.dir_fd(host_path.parent().unwrap_or(Path::new("/")))?;
+        let name = host_path.file_name().unwrap_or_default();
+        match rustix::fs::symlinkat(target, &parent, name) {
+            Ok(()) | Err(rustix::io::Errno::EXIST) => Ok(()),
+            Err(e) => Err(CaptureError::Write(self.target(host_path), errno(e))),
         }
-        let t = self.target(host_path);
-        std::fs::write(&t, data).map_err(|e| CaptureError::Write(t, e))
     }
 
     /// Copy a file if it exists; unreadable files are noted, not fatal.
+    /// Identifiers are masked on the way (see [`private`]).
     fn copy_file(&mut self, host_path: &Path) -> Result<bool, CaptureError> {
         match self.host.read_bytes(host_path, TEXT_LIMIT) {
             Ok(data) => {
-                self.put(host_path, &data)?;
+                self.put(host_path, &private(host_path, data))?;
                 Ok(true)
             }
             Err(e) if e.is_not_found() => Ok(false),
@@ -217,15 +346,7 @@ impl Copier<'_> {
             Err(e) if e.is_not_found() => return Ok(None),
             Err(e) => return Err(e.into()),
         };
-        if let Some(parent) = host_path.parent() {
-            self.mkdir(parent)?;
-        }
-        let t = self.target(host_path);
-        match symlink(&target, &t) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(CaptureError::Write(t, e)),
-        }
+        self.put_link(host_path, &target)?;
         let dir = host_path.parent().unwrap_or(Path::new("/"));
         Ok(Some(resolve_lexically(dir, &target)))
     }
@@ -388,11 +509,9 @@ pub fn capture(
             copier.mkdir(&path)?;
         }
     }
-    let summary = copier.summary;
-    let manifest = serde_json::to_vec_pretty(&summary).unwrap_or_default();
-    let path = dest.join(MANIFEST);
-    std::fs::write(&path, manifest).map_err(|e| CaptureError::Write(path, e))?;
-    Ok(summary)
+    let manifest = serde_json::to_vec_pretty(&copier.summary).unwrap_or_default();
+    copier.put(Path::new(MANIFEST), &manifest)?;
+    Ok(copier.summary)
 }
 
 #[cfg(test)]
@@ -410,5 +529,30 @@ mod tests {
             resolve_lexically(dir, Path::new("../../../../../../../etc")),
             PathBuf::from("/etc")
         );
+    }
+
+    #[test]
+    fn uuids_and_serial_numbers_are_masked() {
+        let line = b"root=UUID=3f1c2a9e-1b2c-4d5e-8f90-a1b2c3d4e5f6 ro quiet resume=UUID=ABCDEF01-2345-6789-abcd-ef0123456789x".to_vec();
+        let out = private(Path::new("/proc/cmdline"), line);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "root=UUID=00000000-0000-0000-0000-000000000000 ro quiet resume=UUID=ABCDEF01-2345-6789-abcd-ef0123456789x"
+        );
+        // A DSN capability at 0x100 after another at 0x140 … in list order.
+        let mut config = vec![0u8; 4096];
+        config[0x100..0x104].copy_from_slice(&(0x0001u32 | (0x140 << 20)).to_le_bytes());
+        config[0x140..0x144].copy_from_slice(&(0x0003u32 | (1 << 16)).to_le_bytes());
+        config[0x144..0x14c].copy_from_slice(&[0x11, 0x22, 0x33, 0xff, 0xfe, 0x44, 0x55, 0x66]);
+        let out = private(
+            Path::new("/sys/devices/pci0000:00/0000:00:19.0/config"),
+            config.clone(),
+        );
+        assert!(out[0x144..0x14c].iter().all(|&b| b == 0));
+        assert_eq!(out[..0x144], config[..0x144]);
+        // A looping or short list ends quietly.
+        let mut looping = vec![0u8; 0x104];
+        looping[0x100..0x104].copy_from_slice(&(0x0001u32 | (0x100 << 20)).to_le_bytes());
+        assert_eq!(private(Path::new("/x/config"), looping.clone()), looping);
     }
 }

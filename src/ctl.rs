@@ -707,14 +707,19 @@ fn vm_command(globals: &Globals, args: &ArgMatches) -> CliResult {
     let hostdevs = if devices.is_empty() {
         Vec::new()
     } else {
-        let (_, topology) = load_topology(globals, false)?;
-        vm::hostdevs_for(&topology, &devices).map_err(|e| {
+        let (host, topology) = load_topology(globals, false)?;
+        let hostdevs = vm::hostdevs_for(&topology, &devices).map_err(|e| {
             let exit = match e {
                 VmError::UnknownDevice(_) | VmError::BadName(_) | VmError::Xml(_) => Exit::BadInput,
                 VmError::Bridge(_) | VmError::NoGroup(_) => Exit::Refused,
             };
             CliError::new(exit, e.to_string())
-        })?
+        })?;
+        // Taking a group away from a VM needs no check; giving one does.
+        if action != "detach" {
+            crate::assign::check_for_vm(&host, &topology, &devices).map_err(move_error)?;
+        }
+        hostdevs
     };
     let lv = vm::Libvirt::connect(uri).map_err(libvirt_error)?;
     match action {
@@ -1197,8 +1202,10 @@ fn rom_command(globals: &Globals, args: &ArgMatches) -> CliResult {
                 gettext("Reading a device's ROM needs root: run this command with sudo."),
             ));
         }
-        let data = rom::read_device_rom(&host, &address)
-            .map_err(|e| read_failure(&host, e.to_string()))?;
+        let data = crate::assign::read_rom(&host, &address).map_err(|e| match e {
+            MoveError::Host(e) => read_failure(&host, e.to_string()),
+            other => move_error(other),
+        })?;
         let boot_vga = host
             .read_attr(dir.join("boot_vga"))
             .ok()

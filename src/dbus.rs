@@ -316,8 +316,7 @@ impl Helper {
         let root = self.root.clone();
         tokio::task::spawn_blocking(move || {
             let host = Self::host(&root)?;
-            crate::rom::read_device_rom(&host, &address)
-                .map_err(|e| HelperError::Failed(e.to_string()))
+            Ok(crate::assign::read_rom(&host, &address)?)
         })
         .await
         .map_err(|e| HelperError::Failed(e.to_string()))?

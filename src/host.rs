@@ -29,6 +29,9 @@ pub enum HostProblem {
     SymlinkLoop,
     NotADirectory,
     IsADirectory,
+    /// A pipe, socket or device node where a file was expected (captured
+    /// roots only open regular files).
+    NotAFile,
     /// The file is larger than the tool accepts for it.
     TooLarge(u64),
     /// The content is not what this kind of file holds.
@@ -65,6 +68,10 @@ impl fmt::Display for HostError {
             HostProblem::IsADirectory => {
                 gettext_f("{path} is a directory, not a file", &[("path", &path)])
             }
+            HostProblem::NotAFile => gettext_f(
+                "{path} is a pipe, socket or device, not a file: a capture holds only files",
+                &[("path", &path)],
+            ),
             HostProblem::TooLarge(limit) => gettext_f(
                 "{path} is larger than the {limit} bytes this file may have",
                 &[("path", &path), ("limit", &limit.to_string())],
@@ -100,6 +107,7 @@ impl HostError {
             Errno::LOOP => HostProblem::SymlinkLoop,
             Errno::NOTDIR => HostProblem::NotADirectory,
             Errno::ISDIR => HostProblem::IsADirectory,
+            Errno::NXIO => HostProblem::NotAFile,
             other => HostProblem::Io(other.raw_os_error()),
         };
         HostError { path, problem }
@@ -194,13 +202,7 @@ impl HostRoot {
                 } else {
                     relative
                 };
-                rustix::fs::openat2(
-                    dir,
-                    relative,
-                    flags,
-                    Mode::empty(),
-                    ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-                )
+                open_confined(dir, relative, flags)
             }
         };
         result.map_err(|e| HostError::from_errno(self.display(path), e))
@@ -378,13 +380,7 @@ impl HostDir<'_> {
         if self.host.is_live() {
             rustix::fs::openat(&self.fd, name, flags, Mode::empty())
         } else {
-            rustix::fs::openat2(
-                &self.fd,
-                name,
-                flags,
-                Mode::empty(),
-                ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-            )
+            open_confined(&self.fd, Path::new(name), flags)
         }
     }
 
@@ -468,6 +464,40 @@ impl HostDir<'_> {
     pub fn display(&self, name: &str) -> PathBuf {
         self.host.display(&self.path.join(name))
     }
+}
+
+/// Open `path` below `dir` in a captured root: resolved inside it (links
+/// that climb out stay in), and only a directory or a regular file. The
+/// entry is first opened as a bare path and checked, then opened for real
+/// through that handle: a pipe would block the reader forever, and a device
+/// node would be opened by whoever runs the tool, often root. Either is
+/// `ENXIO` ([`HostProblem::NotAFile`]).
+fn open_confined(dir: &OwnedFd, path: &Path, flags: OFlags) -> Result<OwnedFd, Errno> {
+    let resolve = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS;
+    // A bare path handle or a directory opens nothing that could block or
+    // act: no check needed.
+    if flags.intersects(OFlags::DIRECTORY | OFlags::PATH) {
+        return rustix::fs::openat2(dir, path, flags, Mode::empty(), resolve);
+    }
+    let handle = rustix::fs::openat2(
+        dir,
+        path,
+        OFlags::PATH | OFlags::CLOEXEC,
+        Mode::empty(),
+        resolve,
+    )?;
+    let stat = rustix::fs::fstat(&handle)?;
+    match rustix::fs::FileType::from_raw_mode(stat.st_mode) {
+        rustix::fs::FileType::RegularFile => {}
+        rustix::fs::FileType::Directory => return Err(Errno::ISDIR),
+        _ => return Err(Errno::NXIO),
+    }
+    use std::os::fd::AsRawFd;
+    rustix::fs::open(
+        format!("/proc/self/fd/{}", handle.as_raw_fd()),
+        flags,
+        Mode::empty(),
+    )
 }
 
 fn split(path: &Path) -> (&Path, &OsStr) {

@@ -102,12 +102,17 @@ fn device(xml: &str) -> Result<Option<PciDevice>, NodedevError> {
         return Ok(None);
     };
     let missing = |what: &str| NodedevError(format!("<{what}>"));
-    let address = PciAddress {
-        domain: cap.domain.ok_or_else(|| missing("domain"))?,
-        bus: cap.bus.ok_or_else(|| missing("bus"))?,
-        device: cap.slot.ok_or_else(|| missing("slot"))?,
-        function: cap.function.ok_or_else(|| missing("function"))?,
-    };
+    // Through the strict parser: a slot above 31 or a function above 7 is
+    // refused, as from any other source.
+    let address: PciAddress = format!(
+        "{:04x}:{:02x}:{:02x}.{:x}",
+        cap.domain.ok_or_else(|| missing("domain"))?,
+        cap.bus.ok_or_else(|| missing("bus"))?,
+        cap.slot.ok_or_else(|| missing("slot"))?,
+        cap.function.ok_or_else(|| missing("function"))?
+    )
+    .parse()
+    .map_err(|e: crate::pci::AddressError| NodedevError(e.to_string()))?;
     let vendor = cap.vendor.as_ref().ok_or_else(|| missing("vendor"))?;
     let product = cap.product.as_ref().ok_or_else(|| missing("product"))?;
     let class = PciClass(
@@ -192,6 +197,10 @@ mod tests {
         assert_eq!(device(&no_bus).unwrap_err(), NodedevError("<bus>".into()));
         let bad_id = GPU.replace("0x10de", "0xzz");
         assert!(device(&bad_id).is_err());
+        let bad_slot = GPU.replace("<slot>0</slot>", "<slot>32</slot>");
+        assert!(device(&bad_slot).is_err());
+        let bad_function = GPU.replace("<function>0</function>", "<function>9</function>");
+        assert!(device(&bad_function).is_err());
         assert_eq!(address_of_name("computer"), None);
         assert_eq!(
             address_of_name("pci_0000_00_1f_3").unwrap().to_string(),

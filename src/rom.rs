@@ -254,6 +254,15 @@ pub fn efi_machine_name(machine: u16) -> String {
 /// A ROM file the user chose (not a host path): read whole, up to [`ROM_LIMIT`].
 pub fn read_rom_file(path: &Path) -> Result<Vec<u8>, HostError> {
     let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    // A pipe would block the reader; a device could be endless or act.
+    if let Ok(meta) = std::fs::metadata(&absolute) {
+        if !meta.is_file() && !meta.is_dir() {
+            return Err(HostError {
+                path: absolute,
+                problem: HostProblem::NotAFile,
+            });
+        }
+    }
     HostRoot::live().read_bytes(&absolute, ROM_LIMIT)
 }
 

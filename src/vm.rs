@@ -263,14 +263,19 @@ impl From<&PciAddress> for PciAddressXml {
 }
 
 impl PciAddressXml {
+    /// The address, through the strict parser (a slot above 31 or a
+    /// function above 7 from a remote libvirt is refused).
     pub fn to_address(&self) -> Option<PciAddress> {
         let n = |s: &str| u32::from_str_radix(s.trim_start_matches("0x"), 16).ok();
-        Some(PciAddress {
-            domain: n(&self.domain)?,
-            bus: u8::try_from(n(&self.bus)?).ok()?,
-            device: u8::try_from(n(&self.slot)?).ok()?,
-            function: u8::try_from(n(&self.function)?).ok()?,
-        })
+        format!(
+            "{:04x}:{:02x}:{:02x}.{:x}",
+            n(&self.domain)?,
+            n(&self.bus)?,
+            n(&self.slot)?,
+            n(&self.function)?
+        )
+        .parse()
+        .ok()
     }
 }
 

@@ -143,6 +143,22 @@ fn a_mounted_disk_is_refused_also_through_a_partition_and_device_mapper() {
     ]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     assert!(stderr(&out).contains("/home"), "{}", stderr(&out));
+    // A VM is not given it either (libvirt would take it when the VM starts).
+    for action in ["create", "attach"] {
+        let out = ctl(&[
+            "--root",
+            r.to_str().unwrap(),
+            "vm",
+            action,
+            "ws",
+            "--device",
+            "00:1f.2",
+            "--connect",
+            "test:///default",
+        ]);
+        assert_eq!(out.status.code(), Some(4), "{action}: {}", stderr(&out));
+        assert!(stderr(&out).contains("/home"), "{}", stderr(&out));
+    }
 
     // Unmounted: the same group passes the checks.
     put(
@@ -505,4 +521,50 @@ fn the_topology_says_which_vm_uses_a_group() {
         "{}",
         stdout(&out)
     );
+
+    // Through the per-device interface (/dev/vfio/devices/vfioN) only.
+    std::fs::remove_file(r.join("proc/777/fd/31")).unwrap();
+    std::fs::remove_file(r.join("proc/900/fd/3")).unwrap();
+    let gpu = device_dir(r, "0000:01:00.0");
+    std::fs::create_dir_all(r.join(gpu.trim_start_matches('/')).join("vfio-dev/vfio3")).unwrap();
+    assert_eq!(group_1(&json(r)), serde_json::json!([]));
+    link(r, "/proc/777/fd/32", "/dev/vfio/devices/vfio3");
+    assert_eq!(
+        group_1(&json(r)),
+        serde_json::json!(["the virtual machine “win11” (process 777)"])
+    );
+    let out = ctl(&[
+        "--root",
+        r.to_str().unwrap(),
+        "device",
+        "to-host",
+        "01:00.1",
+    ]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("win11"), "{}", stderr(&out));
+}
+
+#[test]
+fn the_lock_is_for_root_only_and_a_captured_journal_is_left_alone() {
+    use std::os::unix::fs::PermissionsExt;
+    let root = host("ivy-bridge-desktop");
+    let r = root.path();
+    let host = HostRoot::open(r).unwrap();
+    // Whoever can open the lock can flock it and hold every move back.
+    let lock = Mover::new(&host).lock().unwrap();
+    let mode = std::fs::metadata(r.join("run/traspaso/move.lock"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+    drop(lock);
+    // A valid journal in a capture is part of the snapshot: not acted on.
+    let journal = serde_json::json!({
+        "version": 1, "direction": "to-guest", "group": 1, "pid": 1,
+        "boot_id": "x", "devices": [{"address": "0000:01:00.0", "driver": "nouveau",
+        "driver_override": null, "ids": "10de:1402"}]
+    });
+    put(r, JOURNAL, &journal.to_string());
+    assert!(Mover::new(&host).recover().unwrap().is_none());
+    assert!(r.join(JOURNAL.trim_start_matches('/')).exists());
 }

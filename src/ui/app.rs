@@ -549,7 +549,7 @@ impl Component for App {
                             set_icon_name: Some("dialog-error-symbolic"),
                             set_title: &gettext("Could Not Read the Devices"),
                             #[watch]
-                            set_description: Some(&model.error),
+                            set_description: Some(&glib::markup_escape_text(&model.error)),
                             #[wrap(Some)]
                             set_child = &gtk::Box {
                                 set_orientation: gtk::Orientation::Vertical,
@@ -1072,7 +1072,8 @@ impl Component for App {
 /// Show a short outcome at the bottom of the window.
 fn toast(root: &adw::ApplicationWindow, text: &str) {
     if let Some(overlay) = root.content().and_downcast::<adw::ToastOverlay>() {
-        let toast = adw::Toast::new(text);
+        // Toast titles are markup: outcomes carry names and paths.
+        let toast = adw::Toast::new(&glib::markup_escape_text(text));
         toast.set_timeout(3);
         overlay.add_toast(toast);
     }

@@ -282,13 +282,13 @@ impl Details {
         if let Some((first, rest)) = plan.split_first() {
             move_group.set_description(Some(first));
             for line in rest {
-                let row = adw::ActionRow::new();
+                let row = super::plain_row();
                 row.set_title(line);
                 move_group.add(&row);
             }
         }
         if let Some(group) = device.iommu_group.and_then(|g| topology.group(g)) {
-            let row = adw::ActionRow::new();
+            let row = super::plain_row();
             row.set_title(&model::group_title(group));
             row.set_subtitle(&model::group_verdict(topology, group));
             row.set_activatable(true);
@@ -312,7 +312,7 @@ impl Details {
         let attributes = adw::PreferencesGroup::new();
         attributes.set_title(&gettext("Attributes"));
         for a in model::attributes(device) {
-            let row = adw::ActionRow::new();
+            let row = super::plain_row();
             row.set_title(&a.name);
             let value = gtk::Label::builder()
                 .label(&a.value)
@@ -341,7 +341,7 @@ impl Details {
             .iter()
             .filter_map(|a| topology.device(a))
             .all(|d| d.on_vfio());
-        let row = adw::ActionRow::new();
+        let row = super::plain_row();
         row.set_widget_name("move-row");
         row.set_title(&gettext("Given to a Virtual Machine"));
         let busy = self.busy.is_some();
@@ -397,7 +397,7 @@ impl Details {
         group.set_header_suffix(Some(&open));
 
         let (title, text) = model::rom_summary(device);
-        let row = adw::ActionRow::new();
+        let row = super::plain_row();
         row.set_title(&title);
         row.set_subtitle(&text);
         if self.can_move && device.has_rom {
@@ -413,7 +413,7 @@ impl Details {
         group.add(&row);
         if let Some((address, result)) = &self.rom_device {
             if *address == device.address {
-                let row = adw::ActionRow::new();
+                let row = super::plain_row();
                 match result {
                     Ok(verdict) => {
                         let (title, text) = model::rom_text(Some(verdict), true);
@@ -436,7 +436,7 @@ impl Details {
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let row = adw::ActionRow::new();
+            let row = super::plain_row();
             match result {
                 Ok(verdict) => {
                     let (title, text) = model::rom_text(Some(verdict), true);
@@ -493,7 +493,7 @@ fn fill_group(content: &gtk::Box, topology: &Topology, id: u32, sender: &Compone
         let Some(d) = topology.device(address) else {
             continue;
         };
-        let row = adw::ActionRow::new();
+        let row = super::plain_row();
         row.set_title(&model::device_title(d));
         row.set_subtitle(&model::device_subtitle(d));
         row.add_prefix(&gtk::Image::from_icon_name(model::class_icon(d)));
@@ -537,7 +537,7 @@ fn findings_group(findings: &[&Finding]) -> adw::PreferencesGroup {
     let group = adw::PreferencesGroup::new();
     group.set_title(&gettext("Findings"));
     if findings.is_empty() {
-        let row = adw::ActionRow::new();
+        let row = super::plain_row();
         row.set_title(&gettext("Nothing to watch out for"));
         let icon = gtk::Image::from_icon_name("emblem-ok-symbolic");
         icon.add_css_class("success");
@@ -548,7 +548,7 @@ fn findings_group(findings: &[&Finding]) -> adw::PreferencesGroup {
     let mut sorted = findings.to_vec();
     sorted.sort_by_key(|f| std::cmp::Reverse(f.severity));
     for f in sorted {
-        let row = adw::ActionRow::new();
+        let row = super::plain_row();
         row.set_title(&f.message);
         row.set_subtitle(&f.advice);
         let (icon, class, label) = match f.severity {

@@ -111,6 +111,15 @@ pub fn parse_args<I: IntoIterator<Item = OsString>>(args: I) -> Result<AppInit, 
     Ok(init)
 }
 
+/// A row whose title and subtitle are plain text, never Pango markup:
+/// device names, paths and libvirt's words go into rows as they are (an
+/// "&" or "<" in them must show, not break the row).
+pub fn plain_row() -> adw::ActionRow {
+    let row = adw::ActionRow::new();
+    row.set_use_markup(false);
+    row
+}
+
 /// Start the app with the process's arguments.
 pub fn run() -> ExitCode {
     let init = match parse_args(std::env::args_os()) {

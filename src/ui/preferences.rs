@@ -21,7 +21,7 @@ pub fn show(parent: &adw::ApplicationWindow, settings: &Rc<Settings>) {
     let group = adw::PreferencesGroup::new();
     group.set_title(&gettext("Device List"));
 
-    let live = adw::ActionRow::new();
+    let live = super::plain_row();
     live.set_title(&gettext("Follow Driver Changes"));
     live.set_subtitle(&gettext(
         "Check every two seconds whether a driver was bound or unbound, and update the list",
@@ -36,7 +36,7 @@ pub fn show(parent: &adw::ApplicationWindow, settings: &Rc<Settings>) {
     group.add(&live);
 
     if !settings.is_persistent() {
-        let note = adw::ActionRow::new();
+        let note = super::plain_row();
         note.set_title(&gettext("Settings are not saved"));
         note.set_subtitle(&gettext(
             "The settings schema is not installed, so changes last until Traspaso closes.",

@@ -189,12 +189,36 @@ impl Vms {
         sender: &ComponentSender<Self>,
         action: impl FnOnce(&Libvirt) -> Result<String, vm::LibvirtError> + Send + 'static,
     ) {
+        self.run_checked(busy, sender, None, action);
+    }
+
+    /// The same, after the safety checks for giving `devices` to a VM when
+    /// they are this computer's (a mounted disk, the default route).
+    fn run_checked(
+        &mut self,
+        busy: &str,
+        sender: &ComponentSender<Self>,
+        devices: Option<Vec<PciAddress>>,
+        action: impl FnOnce(&Libvirt) -> Result<String, vm::LibvirtError> + Send + 'static,
+    ) {
         if self.busy.is_some() {
             return;
         }
         self.busy = Some(busy.to_owned());
         let (cell, uri) = (self.libvirt.clone(), self.uri.clone());
-        sender.spawn_oneshot_command(move || VmsCmd::Done(with_libvirt(&cell, &uri, action)));
+        let check = match (devices, &self.topology, &self.elsewhere) {
+            (Some(devices), Some(topology), None) => Some((topology.clone(), devices)),
+            _ => None,
+        };
+        sender.spawn_oneshot_command(move || {
+            if let Some((topology, devices)) = check {
+                let host = crate::host::HostRoot::live();
+                if let Err(e) = crate::assign::check_for_vm(&host, &topology, &devices) {
+                    return VmsCmd::Done(Err(e.to_string()));
+                }
+            }
+            VmsCmd::Done(with_libvirt(&cell, &uri, action))
+        });
     }
 
     /// The groups of `devices` in this computer's topology.
@@ -206,9 +230,9 @@ impl Vms {
     }
 
     fn vm_row(&self, info: &VmInfo, sender: &ComponentSender<Self>) -> adw::ActionRow {
-        let row = adw::ActionRow::new();
+        let row = super::plain_row();
         row.set_widget_name(&format!("vm-{}", info.name));
-        row.set_title(&glib::markup_escape_text(&info.name));
+        row.set_title(&info.name);
         let devices = if info.hostdevs.is_empty() {
             gettext("no PCI devices")
         } else {
@@ -680,7 +704,7 @@ impl Component for Vms {
                         return;
                     }
                 };
-                self.run("", &sender, move |lv| {
+                self.run_checked("", &sender, Some(request.devices.clone()), move |lv| {
                     lv.define(&domain)?;
                     Ok(gettext_f("Defined {vm}", &[("vm", &vm::describe(&domain))]))
                 });
@@ -698,7 +722,7 @@ impl Component for Vms {
                     }
                 };
                 let vm_name = name.clone();
-                self.run(&name, &sender, move |lv| {
+                self.run_checked(&name, &sender, Some(vec![device]), move |lv| {
                     lv.attach(&vm_name, &hostdevs)?;
                     let list: Vec<String> = hostdevs.iter().map(|a| a.to_string()).collect();
                     Ok(gettext_f(
@@ -861,7 +885,7 @@ fn create_dialog(
     name.set_title(&gettext("Name"));
     basics.add(&name);
     let spin_row = |title: &str, subtitle: &str, min: f64, max: f64, value: f64, step: f64| {
-        let row = adw::ActionRow::new();
+        let row = super::plain_row();
         row.set_title(title);
         row.set_subtitle(subtitle);
         let spin = gtk::SpinButton::with_range(min, max, step);
@@ -890,7 +914,7 @@ fn create_dialog(
         1.0,
     );
     vcpus.set_widget_name("vm-vcpus");
-    let secure = adw::ActionRow::new();
+    let secure = super::plain_row();
     secure.set_title(&gettext("Secure Boot"));
     secure.set_subtitle(&gettext(
         "Windows 11 asks for it; some Linux installers do not start with it",
@@ -902,7 +926,7 @@ fn create_dialog(
     basics.add(&secure);
 
     let iso_path: Rc<std::cell::RefCell<Option<PathBuf>>> = Rc::default();
-    let iso = adw::ActionRow::new();
+    let iso = super::plain_row();
     iso.set_title(&gettext("Installer"));
     iso.set_subtitle(&gettext("No ISO image chosen"));
     let choose = gtk::Button::with_mnemonic(&gettext("_Choose…"));
@@ -933,7 +957,7 @@ fn create_dialog(
             chooser.connect_response(move |c, response| {
                 if response == gtk::ResponseType::Accept {
                     if let Some(path) = c.file().and_then(|f| f.path()) {
-                        iso.set_subtitle(&glib::markup_escape_text(&path.display().to_string()));
+                        iso.set_subtitle(&path.display().to_string());
                         *iso_path.borrow_mut() = Some(path);
                     }
                 }
@@ -958,14 +982,14 @@ fn create_dialog(
             )
         );
     }
-    devices.set_description(Some(&glib::markup_escape_text(&about)));
+    devices.set_description(Some(&about));
     let mut checks: Vec<(PciAddress, gtk::CheckButton)> = Vec::new();
     match topology {
         Some(t) => {
             for (id, first, title, subtitle) in group_rows(t) {
-                let row = adw::ActionRow::new();
-                row.set_title(&glib::markup_escape_text(&title));
-                row.set_subtitle(&glib::markup_escape_text(&subtitle));
+                let row = super::plain_row();
+                row.set_title(&title);
+                row.set_subtitle(&subtitle);
                 let check = gtk::CheckButton::new();
                 check.set_widget_name(&format!("group-{id}"));
                 row.add_prefix(&check);
@@ -975,7 +999,7 @@ fn create_dialog(
             }
         }
         None => {
-            let row = adw::ActionRow::new();
+            let row = super::plain_row();
             row.set_title(&gettext("The devices of this computer are not loaded"));
             devices.add(&row);
         }
@@ -1051,9 +1075,9 @@ fn attach_dialog(
     let chosen: Rc<std::cell::Cell<Option<PciAddress>>> = Rc::default();
     let mut leader: Option<gtk::CheckButton> = None;
     for (id, first, title, subtitle) in topology.map(group_rows).unwrap_or_default() {
-        let row = adw::ActionRow::new();
-        row.set_title(&glib::markup_escape_text(&title));
-        row.set_subtitle(&glib::markup_escape_text(&subtitle));
+        let row = super::plain_row();
+        row.set_title(&title);
+        row.set_subtitle(&subtitle);
         let check = gtk::CheckButton::new();
         check.set_widget_name(&format!("group-{id}"));
         if let Some(l) = &leader {

@@ -245,7 +245,7 @@ fn hardware(r: &Readiness) -> gtk::Box {
 
 fn check_row(c: &readiness::Check) -> gtk::Widget {
     if c.status == Status::Pass || (c.next.is_empty() && c.status == Status::Unknown) {
-        let row = adw::ActionRow::new();
+        let row = super::plain_row();
         row.set_title(&readiness::title(c.id));
         row.set_subtitle(&c.seen);
         row.add_prefix(&status_icon(c.status));
@@ -256,12 +256,12 @@ fn check_row(c: &readiness::Check) -> gtk::Widget {
     row.set_subtitle(&c.seen);
     row.add_prefix(&status_icon(c.status));
     row.set_expanded(c.status == Status::Fail);
-    let why = adw::ActionRow::new();
+    let why = super::plain_row();
     why.set_title(&gettext("Why it matters"));
     why.set_subtitle(&c.why);
     row.add_row(&why);
     if !c.next.is_empty() {
-        let next = adw::ActionRow::new();
+        let next = super::plain_row();
         next.set_title(&gettext("What to do"));
         next.set_subtitle(&c.next);
         row.add_row(&next);
@@ -277,13 +277,13 @@ fn gpus(r: &Readiness, chosen: Option<&str>, sender: &ComponentSender<Wizard>) -
     );
     let group = adw::PreferencesGroup::new();
     if r.gpus.is_empty() {
-        let row = adw::ActionRow::new();
+        let row = super::plain_row();
         row.set_title(&gettext("No graphics card was found."));
         group.add(&row);
     }
     let mut first: Option<gtk::CheckButton> = None;
     for g in &r.gpus {
-        let row = adw::ActionRow::new();
+        let row = super::plain_row();
         row.set_title(&g.name);
         let mut notes = vec![g.address.clone()];
         if g.boot_vga {
@@ -338,7 +338,7 @@ fn prepare(r: &Readiness, sender: &ComponentSender<Wizard>) -> gtk::Box {
             continue;
         };
         any = true;
-        let row = adw::ActionRow::new();
+        let row = super::plain_row();
         row.set_title(&readiness::title(c.id));
         row.set_subtitle(&c.seen);
         group.add(&row);
@@ -371,7 +371,7 @@ fn prepare(r: &Readiness, sender: &ComponentSender<Wizard>) -> gtk::Box {
         group.add(&holder);
     }
     if !any {
-        let row = adw::ActionRow::new();
+        let row = super::plain_row();
         row.set_title(&gettext("Nothing to change"));
         row.set_subtitle(&gettext(
             "The kernel command line already has what passthrough needs.",
@@ -400,7 +400,7 @@ fn done(r: &Readiness, sender: &ComponentSender<Wizard>) -> gtk::Box {
     if !remaining.is_empty() {
         let group = adw::PreferencesGroup::new();
         for c in remaining {
-            let row = adw::ActionRow::new();
+            let row = super::plain_row();
             row.set_title(&readiness::title(c.id));
             row.set_subtitle(&c.next);
             row.add_prefix(&status_icon(c.status));
