@@ -111,6 +111,27 @@ pub enum Step {
 }
 
 impl Step {
+    pub const ALL: [Step; 6] = [
+        Step::LoadModule,
+        Step::Journal,
+        Step::Override,
+        Step::Unbind,
+        Step::Probe,
+        Step::Verify,
+    ];
+
+    /// The step's name for scripts and test seams (never translated).
+    pub fn id(self) -> &'static str {
+        match self {
+            Step::LoadModule => "load-module",
+            Step::Journal => "journal",
+            Step::Override => "override",
+            Step::Unbind => "unbind",
+            Step::Probe => "probe",
+            Step::Verify => "verify",
+        }
+    }
+
     /// The step's name in a sentence (translated).
     pub fn describe(self) -> String {
         match self {
@@ -316,7 +337,14 @@ pub struct Mover<'a> {
     pub fail_at: Option<usize>,
     /// Test seam: sleep this long before the Nth forward write (to kill the process there).
     pub pause_at: Option<(usize, Duration)>,
+    /// Test seam: a file made when the pause of `pause_at` begins, so a test
+    /// knows the process is there before it kills it.
+    pub pause_mark: Option<PathBuf>,
+    /// Test seam: make the Nth time a step runs fail (1-based), for every
+    /// step, the journal and the driver check included.
+    pub fail_step: Option<(Step, usize)>,
     writes: std::cell::Cell<usize>,
+    steps: std::cell::RefCell<BTreeMap<&'static str, usize>>,
 }
 
 fn device_dir(address: &PciAddress) -> PathBuf {
@@ -479,6 +507,9 @@ pub fn check_for_vm(
 /// move runs (the move lock is held for the read), never while a VM holds
 /// the function's group (enabling the ROM under a running guest).
 pub fn read_rom(host: &HostRoot, address: &PciAddress) -> Result<Vec<u8>, MoveError> {
+    if !host.exists(device_dir(address)) {
+        return Err(MoveError::UnknownDevice(*address));
+    }
     let mover = Mover::new(host);
     let _lock = if host.is_live() {
         Some(mover.lock()?)
@@ -544,6 +575,9 @@ impl<'a> Mover<'a> {
             timeout: Duration::from_secs(5),
             fail_at: None,
             pause_at: None,
+            fail_step: None,
+            pause_mark: None,
+            steps: Default::default(),
             writes: std::cell::Cell::new(0),
         }
     }
@@ -939,12 +973,33 @@ impl<'a> Mover<'a> {
         })
     }
 
+    /// Test seam: whether this run of `step` is the one to fail.
+    fn injected(&self, step: Step) -> bool {
+        let mut counts = self.steps.borrow_mut();
+        let n = counts.entry(step.id()).or_insert(0);
+        *n += 1;
+        self.fail_step == Some((step, *n))
+    }
+
+    fn injected_failure(&self) -> String {
+        gettext("injected failure (test seam)")
+    }
+
     /// A forward write, through the test seams.
-    fn write_step(&self, path: &Path, data: &[u8]) -> Result<(), HostError> {
+    fn write_step(&self, step: Step, path: &Path, data: &[u8]) -> Result<(), HostError> {
+        if self.injected(step) {
+            return Err(HostError::bad_content(
+                self.host.display(path),
+                self.injected_failure(),
+            ));
+        }
         let n = self.writes.get() + 1;
         self.writes.set(n);
         if let Some((at, pause)) = self.pause_at {
             if at == n {
+                if let Some(mark) = &self.pause_mark {
+                    let _ = std::fs::write(mark, n.to_string());
+                }
                 std::thread::sleep(pause);
             }
         }
@@ -1010,6 +1065,9 @@ impl<'a> Mover<'a> {
             return Err(fail(gettext(
                 "vfio-pci is not loaded in this captured host",
             )));
+        }
+        if self.injected(Step::LoadModule) {
+            return Err(fail(self.injected_failure()));
         }
         let modprobe = ["/usr/sbin/modprobe", "/sbin/modprobe"]
             .into_iter()
@@ -1093,14 +1151,20 @@ impl<'a> Mover<'a> {
             boot_id: self.boot_id(),
         };
         let text = serde_json::to_vec_pretty(&journal).unwrap_or_default();
-        self.host
-            .write_state(Path::new(JOURNAL), &text)
-            .map_err(|e| MoveError::Failed {
-                step: Step::Journal,
-                device: None,
-                detail: e.to_string(),
-                rolled_back: true,
-            })?;
+        let written = if self.injected(Step::Journal) {
+            Err(HostError::bad_content(
+                self.host.display(Path::new(JOURNAL)),
+                self.injected_failure(),
+            ))
+        } else {
+            self.host.write_state(Path::new(JOURNAL), &text)
+        };
+        written.map_err(|e| MoveError::Failed {
+            step: Step::Journal,
+            device: None,
+            detail: e.to_string(),
+            rolled_back: true,
+        })?;
 
         let mut touched: Vec<&Recorded> = Vec::new();
         for (d, rec) in todo.iter().zip(&records) {
@@ -1157,39 +1221,48 @@ impl<'a> Mover<'a> {
     fn bind_vfio(&self, address: &PciAddress) -> Result<(), (Step, String)> {
         let dir = device_dir(address);
         let name = address.to_string();
-        self.write_step(&dir.join("driver_override"), VFIO.as_bytes())
-            .map_err(|e| (Step::Override, e.to_string()))?;
+        self.write_step(
+            Step::Override,
+            &dir.join("driver_override"),
+            VFIO.as_bytes(),
+        )
+        .map_err(|e| (Step::Override, e.to_string()))?;
         if self
             .driver(address)
             .map_err(|e| (Step::Unbind, e.to_string()))?
             .is_some()
         {
-            self.write_step(&dir.join("driver/unbind"), name.as_bytes())
+            self.write_step(Step::Unbind, &dir.join("driver/unbind"), name.as_bytes())
                 .map_err(|e| (Step::Unbind, e.to_string()))?;
         }
-        self.write_step(Path::new(DRIVERS_PROBE), name.as_bytes())
+        self.write_step(Step::Probe, Path::new(DRIVERS_PROBE), name.as_bytes())
             .map_err(|e| (Step::Probe, e.to_string()))?;
         self.wait_for_driver(address, Some(VFIO))
             .map(|_| ())
-            .map_err(|e| (Step::Verify, e))
+            .map_err(|e| (Step::Verify, e))?;
+        if self.injected(Step::Verify) {
+            return Err((Step::Verify, self.injected_failure()));
+        }
+        Ok(())
     }
 
     fn release(&self, address: &PciAddress, original: Option<&str>) -> Result<(), (Step, String)> {
         let dir = device_dir(address);
         let name = address.to_string();
-        self.write_step(&dir.join("driver_override"), b"\n")
+        self.write_step(Step::Override, &dir.join("driver_override"), b"\n")
             .map_err(|e| (Step::Override, e.to_string()))?;
         if self
             .driver(address)
             .map_err(|e| (Step::Unbind, e.to_string()))?
             .is_some()
         {
-            self.write_step(&dir.join("driver/unbind"), name.as_bytes())
+            self.write_step(Step::Unbind, &dir.join("driver/unbind"), name.as_bytes())
                 .map_err(|e| (Step::Unbind, e.to_string()))?;
         }
-        self.write_step(Path::new(DRIVERS_PROBE), name.as_bytes())
+        self.write_step(Step::Probe, Path::new(DRIVERS_PROBE), name.as_bytes())
             .map_err(|e| (Step::Probe, e.to_string()))?;
         match self.wait_for_driver(address, original) {
+            Ok(_) if self.injected(Step::Verify) => Err((Step::Verify, self.injected_failure())),
             Ok(_) => Ok(()),
             // The kernel picked another driver or none: bind the original by name.
             Err(e) => match original {

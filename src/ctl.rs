@@ -500,6 +500,14 @@ fn move_error(e: MoveError) -> CliError {
 fn seams(mover: &mut Mover) {
     let number = |name: &str| std::env::var(name).ok();
     mover.fail_at = number("TRASPASO_FAIL_AT_WRITE").and_then(|v| v.parse().ok());
+    mover.pause_mark = std::env::var_os("TRASPASO_PAUSE_MARK").map(std::path::PathBuf::from);
+    mover.fail_step = number("TRASPASO_FAIL_STEP").and_then(|v| {
+        let (step, n) = v.split_once(':')?;
+        let step = crate::assign::Step::ALL
+            .into_iter()
+            .find(|s| s.id() == step)?;
+        Some((step, n.parse().ok()?))
+    });
     mover.pause_at = number("TRASPASO_PAUSE_AT_WRITE").and_then(|v| {
         let (n, ms) = v.split_once(':')?;
         Some((

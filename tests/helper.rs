@@ -417,3 +417,104 @@ fn concurrent_callers_are_serialised() {
         );
     }
 }
+
+/// Every method with bad arguments, as root (so polkit says yes and only
+/// the helper's own checks answer): the D-Bus error each one gets.
+#[test]
+fn every_method_refuses_bad_arguments() {
+    let Some(bed) = Bed::start(&[]) else {
+        return;
+    };
+    let connection = zbus::blocking::connection::Builder::address(bed.bus.as_str())
+        .unwrap()
+        .build()
+        .unwrap();
+    let call = |body: &dyn Fn(&mut zbus::blocking::Connection) -> zbus::Result<zbus::Message>| {
+        let mut c = connection.clone();
+        match body(&mut c) {
+            Ok(_) => "ok".to_owned(),
+            Err(zbus::Error::MethodError(name, detail, _)) => {
+                format!("{} {}", name.as_str(), detail.unwrap_or_default())
+            }
+            Err(other) => format!("other {other}"),
+        }
+    };
+    let invalid = "org.freedesktop.DBus.Error.InvalidArgs";
+    let huge = "0".repeat(64 * 1024);
+    let methods = ["GetDeviceState", "AssignToGuest", "ReturnToHost", "ReadRom"];
+    // (argument, the error every method gives, a word of its message)
+    let table: [(&str, &str, &str); 6] = [
+        ("", invalid, "PCI address"),
+        ("01:00.0/../../etc", invalid, "PCI address"),
+        ("0000:01:00.0\n", invalid, "PCI address"),
+        ("0000:01:00.8", invalid, "PCI address"),
+        (&huge, invalid, "PCI address"),
+        ("0000:7f:00.0", invalid, "0000:7f:00.0"),
+    ];
+    let mut failures = Vec::new();
+    for method in methods {
+        for (arg, error, says) in &table {
+            let got = call(&|c| {
+                c.call_method(
+                    Some("io.github.traspaso.Helper1"),
+                    "/io/github/traspaso/Helper1",
+                    Some("io.github.traspaso.Helper1"),
+                    method,
+                    &(*arg,),
+                )
+            });
+            if !got.starts_with(error) || !got.contains(says) {
+                let shown: String = arg.chars().take(24).collect();
+                failures.push(format!("{method}({shown:?}): {got}"));
+            }
+        }
+        // A number where the address goes: zbus refuses the signature before
+        // the method runs, with its own error name.
+        let got = call(&|c| {
+            c.call_method(
+                Some("io.github.traspaso.Helper1"),
+                "/io/github/traspaso/Helper1",
+                Some("io.github.traspaso.Helper1"),
+                method,
+                &(7u32,),
+            )
+        });
+        if !got.starts_with("org.freedesktop.zbus.Error Signature mismatch") {
+            failures.push(format!("{method}(7u32): {got}"));
+        }
+    }
+    // What the described host's devices get: a bridge is refused, a good
+    // group passes the checks and stops at the capture.
+    for (method, arg, error) in [
+        (
+            "AssignToGuest",
+            "0000:00:01.0",
+            "io.github.traspaso.Helper1.Error.Refused",
+        ),
+        (
+            "AssignToGuest",
+            "0000:01:00.0",
+            "org.freedesktop.DBus.Error.Failed",
+        ),
+        (
+            "ReturnToHost",
+            "0000:01:00.0",
+            "org.freedesktop.DBus.Error.Failed",
+        ),
+        ("GetDeviceState", "0000:01:00.0", "ok"),
+    ] {
+        let got = call(&|c| {
+            c.call_method(
+                Some("io.github.traspaso.Helper1"),
+                "/io/github/traspaso/Helper1",
+                Some("io.github.traspaso.Helper1"),
+                method,
+                &(arg,),
+            )
+        });
+        if !got.starts_with(error) {
+            failures.push(format!("{method}({arg}): {got}"));
+        }
+    }
+    assert!(failures.is_empty(), "\n{}", failures.join("\n"));
+}

@@ -146,6 +146,77 @@ while [ $n -le 6 ]; do
     n=$((n + 1))
 done
 
+# A failure at every step (the journal, each function's override, unbind,
+# probe and driver check) in both directions: everything ends where it was
+# before that move, no journal is left, and the error names the step.
+step_text() {
+    case $1 in
+    journal) echo "writing the journal" ;; override) echo "setting driver_override" ;;
+    unbind) echo "unbinding the driver" ;; probe) echo "probing drivers" ;;
+    verify) echo "checking the driver" ;; load-module) echo "loading vfio-pci" ;;
+    esac
+}
+fail_step() { # fail_step DIRECTION STEP:N EXPECTED-DRIVER-01:00.0 EXPECTED-01:00.1
+    TRASPASO_FAIL_STEP=$2 "$ctl" device "$1" 01:00.0 >step.log 2>&1
+    got=$?
+    cat step.log >>moves.log
+    [ "$got" = 1 ] && ok "$1 fails at $2: exit 1" || bad "$1 fails at $2: exit $got"
+    expect "$1 fails at $2" 01:00.0 "$3"
+    expect "$1 fails at $2" 01:00.1 "$4"
+    no_journal "$1 fails at $2"
+    if grep -q "while $(step_text "${2%%:*}")" step.log; then ok "$1 fails at $2: the error names the step"
+    else bad "$1 fails at $2: the step is not named: $(cat step.log)"; fi
+}
+for s in journal:1 override:1 override:2 unbind:1 unbind:2 probe:1 probe:2 verify:1 verify:2; do
+    fail_step to-host "$s" vfio-pci vfio-pci
+done
+run 0 "GPU back for the step tests" device to-host 01:00.0
+for s in journal:1 override:1 override:2 unbind:1 unbind:2 probe:1 probe:2 verify:1 verify:2; do
+    fail_step to-guest "$s" "$gpu" "$audio"
+done
+# Loading vfio-pci fails (the module is taken out first).
+# (modprobe -r also tries vfio_pci's dependencies and can report their
+# "in use": what counts is that the driver is gone.)
+modprobe -r vfio-pci 2>/dev/null
+if [ ! -e /sys/bus/pci/drivers/vfio-pci ]; then
+    fail_step to-guest load-module:1 "$gpu" "$audio"
+else
+    bad "vfio-pci could not be unloaded for the load-module test: $(modprobe -r vfio-pci 2>&1); $(ls /sys/bus/pci/drivers/vfio-pci 2>&1 | tr '\n' ' '); $(grep vfio /proc/modules)"
+fi
+run 0 "GPU to the guest again (vfio-pci loads)" device to-guest 01:00.0
+
+# Killed (SIGKILL) just before each write, both ways: the next start puts
+# everything back where it was before that move (to the guest) or finishes
+# it (to the host), and no journal is left.
+kill_at() { # kill_at DIRECTION N
+    rm -f /tmp/paused
+    TRASPASO_PAUSE_AT_WRITE=$2:20000 TRASPASO_PAUSE_MARK=/tmp/paused "$ctl" device "$1" 01:00.0 >>moves.log 2>&1 &
+    pid=$!
+    wait_until "$1 paused before write $2" test -e /tmp/paused
+    kill -9 $pid
+    wait $pid 2>/dev/null
+    "$ctl" device status 01:00.0 >recover.log 2>&1
+    cat recover.log >>moves.log
+    no_journal "$1 killed before write $2, then recovered"
+}
+n=1
+while [ $n -le 6 ]; do
+    kill_at to-host $n
+    expect "to-host killed before write $n" 01:00.0 "$gpu"
+    expect "to-host killed before write $n" 01:00.1 "$audio"
+    run 0 "GPU to the guest again" device to-guest 01:00.0
+    n=$((n + 1))
+done
+run 0 "GPU back for the kill tests" device to-host 01:00.0
+n=1
+while [ $n -le 6 ]; do
+    kill_at to-guest $n
+    expect "to-guest killed before write $n" 01:00.0 "$gpu"
+    expect "to-guest killed before write $n" 01:00.1 "$audio"
+    n=$((n + 1))
+done
+run 0 "GPU to the guest for the last return test" device to-guest 01:00.0
+
 # Killed half-way back: the next start finishes the return.
 TRASPASO_PAUSE_AT_WRITE=4:20000 "$ctl" device to-host 01:00.0 >>moves.log 2>&1 &
 pid=$!
