@@ -256,6 +256,14 @@ fn command() -> Command {
                         .help(gettext("A disk image for the new VM")),
                 )
                 .arg(
+                    Arg::new("disk-size")
+                        .long("disk-size")
+                        .value_name(gettext("GiB"))
+                        .value_parser(clap::value_parser!(u64).range(1..=65536))
+                        .conflicts_with("disk")
+                        .help(gettext("A new qcow2 disk of this size for the new VM, in libvirt's default storage pool")),
+                )
+                .arg(
                     Arg::new("iso")
                         .long("iso")
                         .value_name(gettext("PATH"))
@@ -680,6 +688,7 @@ fn libvirt_error(e: LibvirtError) -> CliError {
         LibvirtError::Unreachable(_)
         | LibvirtError::WrongState(_)
         | LibvirtError::NoPassthrough(_)
+        | LibvirtError::NoPool(_)
         | LibvirtError::Other(_) => Exit::Failed,
     };
     CliError::new(exit, e.to_string())
@@ -765,9 +774,30 @@ fn vm_command(globals: &Globals, args: &ArgMatches) -> CliResult {
                 iso: args.get_one::<PathBuf>("iso").cloned(),
                 devices,
             };
-            let domain = Domain::passthrough(&spec, &hostdevs)
+            let mut domain = Domain::passthrough(&spec, &hostdevs)
                 .map_err(|e| CliError::new(Exit::BadInput, e.to_string()))?;
-            lv.define(&domain).map_err(libvirt_error)?;
+            // A taken name is refused before a disk is made for it.
+            if lv.state(&name).is_ok() {
+                return Err(libvirt_error(LibvirtError::NameTaken(name)));
+            }
+            let mut new_disk = None;
+            if let Some(gib) = args.get_one::<u64>("disk-size") {
+                let path = lv.create_disk(&name, *gib).map_err(libvirt_error)?;
+                let spec = VmSpec {
+                    disk: Some(path.clone()),
+                    ..spec
+                };
+                domain = Domain::passthrough(&spec, &hostdevs)
+                    .map_err(|e| CliError::new(Exit::BadInput, e.to_string()))?;
+                new_disk = Some(path);
+            }
+            if let Err(e) = lv.define(&domain) {
+                // Nothing half-made: the new disk goes with the failed VM.
+                if let Some(path) = &new_disk {
+                    let _ = lv.delete_disk(path);
+                }
+                return Err(libvirt_error(e));
+            }
             if globals.json {
                 return print_json(&serde_json::json!({
                     "name": domain.name,

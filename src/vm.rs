@@ -510,6 +510,8 @@ pub enum LibvirtError {
     WrongState(String),
     /// The host cannot give PCI devices to guests (no IOMMU, or no VFIO).
     NoPassthrough(String),
+    /// No storage pool to make a disk in.
+    NoPool(String),
     NotAttached {
         vm: String,
         device: PciAddress,
@@ -544,6 +546,10 @@ impl std::fmt::Display for LibvirtError {
                 "This host cannot give PCI devices to a virtual machine: its IOMMU is off or VFIO is missing ({detail}). Run “traspasoctl check” to see what to turn on.",
                 &[("detail", d)],
             ),
+            LibvirtError::NoPool(pool) => gettext_f(
+                "The host has no storage pool “{pool}” for a new disk: create one (virsh pool-define-as {pool} dir --target /var/lib/libvirt/images, then pool-start and pool-autostart), or give an existing image with --disk.",
+                &[("pool", pool)],
+            ),
             LibvirtError::NotAttached { vm, device } => gettext_f(
                 "{device} is not attached to “{name}”.",
                 &[("device", &device.to_string()), ("name", vm)],
@@ -563,6 +569,10 @@ fn map_error(e: virt::error::Error, name: Option<&str>) -> LibvirtError {
     if detail.contains("doesn't support passthrough") {
         return LibvirtError::NoPassthrough(detail);
     }
+    // The socket is there but not for us (not in the libvirt group).
+    if detail.contains("Permission denied") {
+        return LibvirtError::Denied(detail);
+    }
     match e.code().known() {
         Some(N::NoConnect) | Some(N::SystemError) | Some(N::Rpc) => {
             LibvirtError::Unreachable(detail)
@@ -574,6 +584,59 @@ fn map_error(e: virt::error::Error, name: Option<&str>) -> LibvirtError {
         Some(N::DomExist) => LibvirtError::NameTaken(name.unwrap_or_default().to_owned()),
         Some(N::OperationInvalid) => LibvirtError::WrongState(detail),
         _ => LibvirtError::Other(detail),
+    }
+}
+
+/// A new disk image in a storage pool: `<volume>` with its size and format.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename = "volume")]
+pub struct Volume {
+    pub name: String,
+    pub capacity: Capacity,
+    pub target: VolumeTarget,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Capacity {
+    #[serde(rename = "@unit")]
+    pub unit: String,
+    #[serde(rename = "$text")]
+    pub value: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VolumeTarget {
+    pub format: VolumeFormat,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct VolumeFormat {
+    #[serde(rename = "@type")]
+    pub kind: String,
+}
+
+impl Volume {
+    /// A qcow2 image of `gib` GiB (it grows as the guest writes).
+    pub fn qcow2(name: &str, gib: u64) -> Volume {
+        Volume {
+            name: format!("{name}.qcow2"),
+            capacity: Capacity {
+                unit: "GiB".into(),
+                value: gib,
+            },
+            target: VolumeTarget {
+                format: VolumeFormat {
+                    kind: "qcow2".into(),
+                },
+            },
+        }
+    }
+
+    pub fn to_xml(&self) -> Result<String, VmError> {
+        let mut out = String::new();
+        self.serialize(quick_xml::se::Serializer::new(&mut out))
+            .map_err(|e| VmError::Xml(e.to_string()))?;
+        Ok(out)
     }
 }
 
@@ -740,6 +803,42 @@ impl Libvirt {
         }
         topology.findings = crate::topology::analyse(&topology);
         Ok(topology)
+    }
+
+    /// The storage pool new disks go to.
+    pub const DEFAULT_POOL: &'static str = "default";
+
+    /// Make a new qcow2 disk of `gib` GiB for the VM `name` in the host's
+    /// default storage pool (works for remote hosts too). Returns its path.
+    pub fn create_disk(&self, name: &str, gib: u64) -> Result<PathBuf, LibvirtError> {
+        let pool = self
+            .connection
+            .lookup_storage_pool_by_name(Self::DEFAULT_POOL)
+            .map_err(|e| match e.code().known() {
+                Some(virt::error::ErrorNumber::NoStoragePool) => {
+                    LibvirtError::NoPool(Self::DEFAULT_POOL.to_owned())
+                }
+                _ => map_error(e, None),
+            })?;
+        let xml = Volume::qcow2(name, gib)
+            .to_xml()
+            .map_err(LibvirtError::Xml)?;
+        let volume = virt::storage_vol::StorageVol::create_xml(&pool, &xml, 0)
+            .map_err(|e| map_error(e, None))?;
+        volume
+            .path()
+            .map(PathBuf::from)
+            .map_err(|e| map_error(e, None))
+    }
+
+    /// Remove a disk made by [`Libvirt::create_disk`] (when what it was made
+    /// for failed).
+    pub fn delete_disk(&self, path: &std::path::Path) -> Result<(), LibvirtError> {
+        let path = path.display().to_string();
+        self.connection
+            .lookup_storage_vol_by_path(&path)
+            .and_then(|v| v.delete(0))
+            .map_err(|e| map_error(e, None))
     }
 
     /// Give `devices` (every endpoint of their groups, see [`hostdevs_for`])

@@ -5,9 +5,10 @@
 //!
 //! Create, start (no hostdevs), read the state, ACPI shutdown, force off,
 //! undefine with NVRAM; create with a hostdev group and read the XML back;
-//! attach and detach a group (all or nothing on a running guest); the
-//! errors a user meets (no IOMMU for a hostdev, a taken name, a daemon that
-//! is down), in English and Spanish.
+//! attach and detach a group (all or nothing on a running guest); a new
+//! qcow2 disk in the default storage pool; the errors a user meets (no
+//! IOMMU for a hostdev, a taken name, no storage pool, no permission for the
+//! socket, a daemon that is down), in English and Spanish.
 //!
 //! Needs root and libvirtd (package libvirt-daemon-system). Without them the
 //! test says so and checks nothing, unless TRASPASO_REQUIRE_LIBVIRTD=1 (set by
@@ -114,6 +115,14 @@ impl Daemon {
         let mut conf = std::fs::read_to_string(&qemu_conf).unwrap_or_default();
         conf.push_str("\nuser = \"root\"\ngroup = \"root\"\nsecurity_driver = \"none\"\n");
         std::fs::write(&qemu_conf, conf).unwrap();
+        // Access by the socket's permissions, as on systems without polkit:
+        // root and the socket's group (root here) may connect, nobody else.
+        let daemon_conf = dir.join("etc/libvirtd.conf");
+        let mut conf = std::fs::read_to_string(&daemon_conf).unwrap_or_default();
+        conf.push_str(
+            "\nunix_sock_group = \"root\"\nunix_sock_rw_perms = \"0770\"\nauth_unix_rw = \"none\"\n",
+        );
+        std::fs::write(&daemon_conf, conf).unwrap();
         // No networks or other autostarted objects from the host.
         let _ = std::fs::remove_dir_all(dir.join("etc/qemu/networks"));
         script.push_str(
@@ -357,6 +366,88 @@ fn vms_on_a_real_libvirtd() {
         serde_json::json!(["0000:01:00.0", "0000:01:00.1"])
     );
     assert!(vm(&d, &["delete", gpu]).status.success());
+
+    // A new disk: refused while the host has no default storage pool, then
+    // made there as qcow2 once it has one; a taken name makes no disk.
+    let out = vm(
+        &d,
+        &[
+            "create",
+            plain,
+            "--type",
+            "qemu",
+            "--memory",
+            "256",
+            "--disk-size",
+            "1",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no storage pool “default”"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(state(&d, plain), "absent", "no VM without its disk");
+    let images = d.path("images");
+    std::fs::create_dir(&images).unwrap();
+    for args in [
+        vec![
+            "pool-define-as",
+            "default",
+            "dir",
+            "--target",
+            images.to_str().unwrap(),
+        ],
+        vec!["pool-start", "default"],
+    ] {
+        let out = Command::new("virsh")
+            .args(["--connect", &d.uri])
+            .args(&args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {}", stderr(&out));
+    }
+    let out = vm(
+        &d,
+        &[
+            "create",
+            plain,
+            "--type",
+            "qemu",
+            "--memory",
+            "256",
+            "--disk-size",
+            "1",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let image = images.join(format!("{plain}.qcow2"));
+    assert!(image.exists(), "no {}", image.display());
+    let xml = Command::new("virsh")
+        .args(["--connect", &d.uri, "dumpxml", plain])
+        .output()
+        .unwrap();
+    let domain = traspaso::vm::Domain::from_xml(&stdout(&xml)).unwrap();
+    let disk = &domain.devices.disks[0];
+    assert_eq!(disk.source.as_ref().unwrap().file, image.to_str().unwrap());
+    assert_eq!(disk.driver.as_ref().unwrap().format, "qcow2");
+    let out = vm(&d, &["create", plain, "--type", "qemu", "--disk-size", "1"]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(std::fs::read_dir(&images).unwrap().count(), 1);
+    assert!(vm(&d, &["delete", plain]).status.success());
+
+    // Someone who may not use the daemon's socket: exit 3, and what to do.
+    let out = Command::new("setpriv")
+        .args(["--reuid", "nobody", "--regid", "nogroup", "--clear-groups"])
+        .arg(env!("CARGO_BIN_EXE_traspasoctl"))
+        .args(["vm", "list", "--connect", &d.uri])
+        .env("LANGUAGE", "en")
+        .env("LANG", "C.UTF-8")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    assert!(stderr(&out).contains("libvirt group"), "{}", stderr(&out));
 
     // The daemon gone: a clear error, exit 1.
     let uri = d.uri.clone();
