@@ -23,7 +23,7 @@ use crate::readiness::{self, HostFacts, Readiness};
 use crate::report;
 use crate::rom::{self, Rom};
 use crate::topology::{Finding, PciDevice, ScanError, ScanOptions, Severity, Topology};
-use crate::vm::{self, Domain, LibvirtError, VmError, VmSpec};
+use crate::vm::{self, LibvirtError, VmError, VmSpec};
 
 /// Exit codes of `traspasoctl` (DESIGN.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -774,30 +774,12 @@ fn vm_command(globals: &Globals, args: &ArgMatches) -> CliResult {
                 iso: args.get_one::<PathBuf>("iso").cloned(),
                 devices,
             };
-            let mut domain = Domain::passthrough(&spec, &hostdevs)
-                .map_err(|e| CliError::new(Exit::BadInput, e.to_string()))?;
-            // A taken name is refused before a disk is made for it.
-            if lv.state(&name).is_ok() {
-                return Err(libvirt_error(LibvirtError::NameTaken(name)));
-            }
-            let mut new_disk = None;
-            if let Some(gib) = args.get_one::<u64>("disk-size") {
-                let path = lv.create_disk(&name, *gib).map_err(libvirt_error)?;
-                let spec = VmSpec {
-                    disk: Some(path.clone()),
-                    ..spec
-                };
-                domain = Domain::passthrough(&spec, &hostdevs)
-                    .map_err(|e| CliError::new(Exit::BadInput, e.to_string()))?;
-                new_disk = Some(path);
-            }
-            if let Err(e) = lv.define(&domain) {
-                // Nothing half-made: the new disk goes with the failed VM.
-                if let Some(path) = &new_disk {
-                    let _ = lv.delete_disk(path);
-                }
-                return Err(libvirt_error(e));
-            }
+            let domain = lv
+                .create_vm(&spec, &hostdevs, args.get_one::<u64>("disk-size").copied())
+                .map_err(|e| match e {
+                    LibvirtError::Xml(e) => CliError::new(Exit::BadInput, e.to_string()),
+                    other => libvirt_error(other),
+                })?;
             if globals.json {
                 return print_json(&serde_json::json!({
                     "name": domain.name,

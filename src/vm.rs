@@ -831,6 +831,42 @@ impl Libvirt {
             .map_err(|e| map_error(e, None))
     }
 
+    /// Define a passthrough-ready VM for `spec` with `hostdevs`, first making
+    /// it a new qcow2 disk of `disk_gib` GiB when asked (instead of
+    /// `spec.disk`). Nothing is left half-made: a taken name is refused
+    /// before the disk is made, and the disk goes again when the VM cannot
+    /// be defined.
+    pub fn create_vm(
+        &self,
+        spec: &VmSpec,
+        hostdevs: &[PciAddress],
+        disk_gib: Option<u64>,
+    ) -> Result<Domain, LibvirtError> {
+        // Checked before anything is made (a bad name or device fails here).
+        let mut domain = Domain::passthrough(spec, hostdevs).map_err(LibvirtError::Xml)?;
+        if self.connection.lookup_domain_by_name(&spec.name).is_ok() {
+            return Err(LibvirtError::NameTaken(spec.name.clone()));
+        }
+        let new_disk = match disk_gib {
+            Some(gib) => Some(self.create_disk(&spec.name, gib)?),
+            None => None,
+        };
+        if let Some(path) = &new_disk {
+            let with_disk = VmSpec {
+                disk: Some(path.clone()),
+                ..spec.clone()
+            };
+            domain = Domain::passthrough(&with_disk, hostdevs).map_err(LibvirtError::Xml)?;
+        }
+        if let Err(e) = self.define(&domain) {
+            if let Some(path) = &new_disk {
+                let _ = self.delete_disk(path);
+            }
+            return Err(e);
+        }
+        Ok(domain)
+    }
+
     /// Remove a disk made by [`Libvirt::create_disk`] (when what it was made
     /// for failed).
     pub fn delete_disk(&self, path: &std::path::Path) -> Result<(), LibvirtError> {

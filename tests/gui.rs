@@ -52,9 +52,10 @@ fn run_all() -> ExitCode {
     assert!(status.success());
 
     let me = std::env::current_exe().expect("own path");
-    let scenarios: [(&str, &[(&str, &str)]); 9] = [
+    let scenarios: [(&str, &[(&str, &str)]); 10] = [
         ("desktop", &[]),
         ("vms", &[]),
+        ("remote", &[]),
         ("iommu-off", &[]),
         ("errors", &[]),
         ("samples", &[]),
@@ -114,6 +115,7 @@ fn run_scenario(name: &str) {
     match name {
         "desktop" => desktop(),
         "vms" => vms(),
+        "remote" => remote(),
         "iommu-off" => iommu_off(),
         "errors" => errors(),
         "samples" => samples(),
@@ -558,6 +560,11 @@ fn vms() {
     assert!(name.has_css_class("error"), "a bad name is marked");
     assert!(toplevel("vm-create").is_some(), "and the dialog stays");
     name.set_text("ws");
+    // The test driver has no "default" pool: no new disk.
+    named(&dialog, "vm-disk")
+        .and_downcast::<gtk::SpinButton>()
+        .expect("the disk size")
+        .set_value(0.0);
     named(&dialog, "group-1")
         .and_downcast::<gtk::CheckButton>()
         .expect("the GPU group")
@@ -597,6 +604,58 @@ fn vms() {
         texts(window().upcast_ref())
     );
     window().destroy();
+    w.close();
+}
+
+/// A host seen only through libvirt (the test driver's node file), opened
+/// from the menu's dialog, in the same tree; nothing can be moved there.
+fn remote() {
+    let w = Window::open(Source::Sample(traspaso::samples::SAMPLES[0].id));
+    w.wait_page("browse");
+    w.action("open-remote", None);
+    pump(Duration::from_millis(200));
+    let dialog = toplevel("remote-dialog")
+        .and_downcast::<adw::MessageDialog>()
+        .expect("the Open a libvirt Host dialog");
+    let node = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/libvirt/remote-host.xml");
+    let uri = format!("test://{}", node.display());
+    named(&dialog, "remote-uri")
+        .and_downcast::<gtk::Entry>()
+        .expect("the URI field")
+        .set_text(&uri);
+    dialog.response("open");
+    let ok = pump_until(Duration::from_secs(20), || {
+        w.page() == "browse" && w.row_texts().iter().any(|(t, _)| t == "Group 7")
+    });
+    assert!(ok, "the remote host's groups: {:#?}", w.row_texts());
+    let rows = w.row_texts();
+    let group_7 = rows.iter().find(|(t, _)| t == "Group 7").unwrap();
+    assert!(group_7.1.starts_with("Shared by"), "{group_7:?}");
+    assert!(
+        rows.iter()
+            .any(|(t, _)| t.contains("GM206 [GeForce GTX 950]")),
+        "{rows:#?}"
+    );
+    assert!(
+        texts(w.root().upcast_ref()).contains(&format!("libvirt host: {uri}")),
+        "the title names the host"
+    );
+    w.select(device("0000:01:00.0"));
+    let details = w.details_text();
+    assert!(details.contains("GM206 [GeForce GTX 950]"), "{details}");
+    assert!(
+        details.contains("Unknown (libvirt does not report it)"),
+        "{details}"
+    );
+    assert!(!details.contains("Option ROM\nNo"), "{details}");
+    let row = named(&w.window(), "move-row")
+        .and_downcast::<adw::ActionRow>()
+        .expect("the move row");
+    assert_eq!(
+        row.subtitle().as_deref(),
+        Some("Only the devices of this computer can move."),
+        "nothing moves on a remote host"
+    );
     w.close();
 }
 

@@ -37,6 +37,9 @@ pub enum Source {
     Captured(PathBuf),
     /// A built-in sample machine, by id.
     Sample(&'static str),
+    /// A host seen through libvirt (`qemu+ssh://host/system`…): its node
+    /// devices, without what only sysfs knows.
+    Remote(String),
 }
 
 /// How the window starts.
@@ -123,16 +126,19 @@ impl std::fmt::Debug for Preload {
     }
 }
 
-/// The opened host; a sample keeps its temporary directory alive.
+/// The opened host; a sample keeps its temporary directory alive. A
+/// remote host has no files here: an empty root stands in (nothing to poll,
+/// no checks to run).
 pub enum OpenHost {
     Plain(HostRoot),
     Sample(SampleHost),
+    Remote(tempfile::TempDir, HostRoot),
 }
 
 impl OpenHost {
     fn host(&self) -> &HostRoot {
         match self {
-            OpenHost::Plain(h) => h,
+            OpenHost::Plain(h) | OpenHost::Remote(_, h) => h,
             OpenHost::Sample(s) => &s.host,
         }
     }
@@ -212,6 +218,8 @@ pub enum AppMsg {
     Select(Selection),
     Open(Source),
     OpenCaptureDialog,
+    /// Ask for a libvirt URI and show that host's devices.
+    OpenRemoteDialog,
     BrowseAnyway,
     Poll,
     Toast(String),
@@ -235,10 +243,26 @@ pub enum AppCmd {
     Moved(bool, Result<Vec<String>, CallError>),
 }
 
+/// A remote host's devices through libvirt's node devices.
+fn load_remote(uri: &str, pci_ids: Option<PathBuf>) -> LoadResult {
+    let topology = crate::vm::Libvirt::connect(Some(uri))
+        .and_then(|lv| lv.topology(pci_ids.as_deref()))
+        .map_err(|e| e.to_string())?;
+    let empty = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let host = HostRoot::open(empty.path()).map_err(|e| e.to_string())?;
+    Ok(Loaded {
+        open: Arc::new(OpenHost::Remote(empty, host)),
+        topology,
+        bindings: Vec::new(),
+        assessment: None,
+    })
+}
+
 fn load(source: Source, pci_ids: Option<PathBuf>) -> LoadResult {
     let open = match &source {
         Source::Live => OpenHost::Plain(HostRoot::live()),
         Source::Captured(dir) => OpenHost::Plain(HostRoot::open(dir).map_err(|e| e.to_string())?),
+        Source::Remote(uri) => return load_remote(uri, pci_ids),
         Source::Sample(id) => {
             let sample = Sample::find(id).ok_or_else(|| {
                 gettext_f("There is no sample machine called “{id}”.", &[("id", id)])
@@ -365,6 +389,48 @@ impl App {
         self.vms = Some(vms);
     }
 
+    /// "Open a libvirt Host…": a URI (the last remote one offered), then
+    /// that host's devices in the same tree.
+    fn open_remote_dialog(&self, root: &adw::ApplicationWindow, sender: &ComponentSender<Self>) {
+        let dialog = adw::MessageDialog::new(
+            Some(root),
+            Some(&gettext("Open a libvirt Host")),
+            Some(&gettext("Traspaso shows the devices and IOMMU groups that libvirt reports for that host. Reset methods, option ROMs and the boot display stay unknown, and nothing can be moved from here.")),
+        );
+        dialog.set_widget_name("remote-dialog");
+        let entry = gtk::Entry::new();
+        entry.set_widget_name("remote-uri");
+        entry.set_placeholder_text(Some("qemu+ssh://host/system"));
+        entry.set_activates_default(true);
+        let remembered = self.settings.strings("connections", &[]);
+        if let Some(last) = remembered
+            .iter()
+            .rev()
+            .find(|u| *u != crate::vm::Libvirt::DEFAULT_URI)
+        {
+            entry.set_text(last);
+        }
+        dialog.set_extra_child(Some(&entry));
+        dialog.add_responses(&[("cancel", &gettext("_Cancel")), ("open", &gettext("_Open"))]);
+        dialog.set_response_appearance("open", adw::ResponseAppearance::Suggested);
+        dialog.set_default_response(Some("open"));
+        dialog.set_close_response("cancel");
+        let (s, settings) = (sender.clone(), self.settings.clone());
+        dialog.connect_response(None, move |_, response| {
+            let uri = entry.text().trim().to_owned();
+            if response != "open" || uri.is_empty() {
+                return;
+            }
+            let mut known = settings.strings("connections", &[crate::vm::Libvirt::DEFAULT_URI]);
+            if !known.contains(&uri) {
+                known.push(uri.clone());
+                settings.set_strings("connections", &known);
+            }
+            s.input(AppMsg::Open(Source::Remote(uri)));
+        });
+        dialog.present();
+    }
+
     /// When the devices shown are not this computer's: which host they are.
     fn elsewhere(&self) -> Option<String> {
         (self.source != Source::Live).then(|| self.host_label())
@@ -449,6 +515,7 @@ impl App {
             Source::Sample(id) => Sample::find(id)
                 .map(|s| gettext_f("Sample: {title}", &[("title", &s.title())]))
                 .unwrap_or_default(),
+            Source::Remote(uri) => gettext_f("libvirt host: {uri}", &[("uri", uri)]),
         }
     }
 
@@ -952,6 +1019,7 @@ impl Component for App {
                 self.start_load(&sender);
             }
             AppMsg::OpenCaptureDialog => self.dialog = Some(open_capture_dialog(root, &sender)),
+            AppMsg::OpenRemoteDialog => self.open_remote_dialog(root, &sender),
             AppMsg::BrowseAnyway => {
                 self.browse_anyway = true;
                 self.page = Page::Browse;
@@ -963,7 +1031,9 @@ impl Component for App {
             }
             AppMsg::Poll => {
                 let live_updates = self.settings.boolean("live-updates", true);
-                let can_change = !matches!(self.source, Source::Sample(_));
+                // Samples never change; a remote host has no files to watch
+                // (Reload asks libvirt again).
+                let can_change = !matches!(self.source, Source::Sample(_) | Source::Remote(_));
                 if self.loading || self.polling || !live_updates || !can_change {
                     return;
                 }
@@ -1133,6 +1203,10 @@ fn main_menu() -> gio::Menu {
         Some("win.open-capture"),
     );
     host.append(
+        Some(&gettext("Open a _libvirt Host…")),
+        Some("win.open-remote"),
+    );
+    host.append(
         Some(&gettext("Show _This Computer")),
         Some("win.this-computer"),
     );
@@ -1230,6 +1304,11 @@ fn install_actions(
     let s = sender.clone();
     share.connect_activate(move |_, _| s.input(AppMsg::SaveReport));
     add(&share);
+
+    let remote = gio::SimpleAction::new("open-remote", None);
+    let s = sender.clone();
+    remote.connect_activate(move |_, _| s.input(AppMsg::OpenRemoteDialog));
+    add(&remote);
 
     let capture = gio::SimpleAction::new("open-capture", None);
     let s = sender.clone();

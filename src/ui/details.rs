@@ -305,13 +305,15 @@ impl Details {
         }
         content.append(&move_group);
 
-        if device.class.is_display() || device.has_rom || device.rom.is_some() {
+        // Option ROMs are read through sysfs: not for a host seen through libvirt.
+        let sysfs = topology.libvirt_uri.is_none();
+        if sysfs && (device.class.is_display() || device.has_rom || device.rom.is_some()) {
             content.append(&self.rom_group(device, sender));
         }
 
         let attributes = adw::PreferencesGroup::new();
         attributes.set_title(&gettext("Attributes"));
-        for a in model::attributes(device) {
+        for a in model::attributes(device, sysfs) {
             let row = super::plain_row();
             row.set_title(&a.name);
             let value = gtk::Label::builder()

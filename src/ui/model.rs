@@ -389,8 +389,10 @@ fn named_id(name: &Option<String>, id: String) -> String {
     }
 }
 
-/// Every attribute the scan knows about a function, translated.
-pub fn attributes(device: &PciDevice) -> Vec<Attribute> {
+/// Every attribute the scan knows about a function, translated. Without
+/// sysfs (a host read through libvirt) what only sysfs tells is unknown.
+pub fn attributes(device: &PciDevice, sysfs: bool) -> Vec<Attribute> {
+    let unknown = || gettext("Unknown (libvirt does not report it)");
     let mut out = vec![
         attr(gettext("Address"), device.address.to_string()),
         attr(
@@ -430,17 +432,29 @@ pub fn attributes(device: &PciDevice) -> Vec<Attribute> {
             .unwrap_or_else(|| gettext("None")),
     ));
     if device.class.is_vga() {
-        out.push(attr(gettext("Boot display"), yes_no(device.boot_vga)));
+        let boot = if sysfs {
+            yes_no(device.boot_vga)
+        } else {
+            unknown()
+        };
+        out.push(attr(gettext("Boot display"), boot));
     }
     out.push(attr(
         gettext("Reset methods"),
-        if device.reset_methods.is_empty() {
+        if !sysfs {
+            unknown()
+        } else if device.reset_methods.is_empty() {
             gettext("None")
         } else {
             device.reset_methods.join(", ")
         },
     ));
-    out.push(attr(gettext("Option ROM"), yes_no(device.has_rom)));
+    let rom = if sysfs {
+        yes_no(device.has_rom)
+    } else {
+        unknown()
+    };
+    out.push(attr(gettext("Option ROM"), rom));
     if let Some(parent) = device.parent {
         out.push(attr(gettext("Parent bridge"), parent.to_string()));
     }
@@ -702,7 +716,7 @@ mod tests {
         assert!(plan[1].contains("01:00.0") && plan[1].contains("nouveau"));
         assert!(plan[2].contains("01:00.1") && plan[2].contains("snd_hda_intel"));
         assert!(plan[3].contains("1 bridge"));
-        let attrs = attributes(gpu);
+        let attrs = attributes(gpu, true);
         assert!(attrs
             .iter()
             .any(|a| a.name == "Driver" && a.value == "nouveau"));

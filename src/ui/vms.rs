@@ -20,7 +20,7 @@ use super::settings::Settings;
 use crate::i18n::{gettext, gettext_f};
 use crate::pci::PciAddress;
 use crate::topology::Topology;
-use crate::vm::{self, Domain, Libvirt, VmInfo, VmSpec};
+use crate::vm::{self, Libvirt, VmInfo, VmSpec};
 
 /// What the window is opened with.
 pub struct VmsInit {
@@ -51,6 +51,8 @@ pub struct CreateRequest {
     pub vcpus: u32,
     pub secure_boot: bool,
     pub iso: Option<PathBuf>,
+    /// A new disk of this many GiB in libvirt's default storage pool (0: none).
+    pub disk_gib: u64,
     /// One function of each chosen group.
     pub devices: Vec<PciAddress>,
 }
@@ -697,15 +699,9 @@ impl Component for Vms {
                     iso: request.iso.clone(),
                     devices: request.devices.clone(),
                 };
-                let domain = match Domain::passthrough(&spec, &hostdevs) {
-                    Ok(d) => d,
-                    Err(e) => {
-                        self.toasts.borrow_mut().push(e.to_string());
-                        return;
-                    }
-                };
+                let disk = (request.disk_gib > 0).then_some(request.disk_gib);
                 self.run_checked("", &sender, Some(request.devices.clone()), move |lv| {
-                    lv.define(&domain)?;
+                    let domain = lv.create_vm(&spec, &hostdevs, disk)?;
                     Ok(gettext_f("Defined {vm}", &[("vm", &vm::describe(&domain))]))
                 });
             }
@@ -914,6 +910,15 @@ fn create_dialog(
         1.0,
     );
     vcpus.set_widget_name("vm-vcpus");
+    let disk = spin_row(
+        &gettext("New Disk"),
+        &gettext("GiB, in libvirt's default storage pool; 0 for none"),
+        0.0,
+        65536.0,
+        64.0,
+        8.0,
+    );
+    disk.set_widget_name("vm-disk");
     let secure = super::plain_row();
     secure.set_title(&gettext("Secure Boot"));
     secure.set_subtitle(&gettext(
@@ -1027,6 +1032,7 @@ fn create_dialog(
             vcpus: vcpus.value() as u32,
             secure_boot: secure_switch.is_active(),
             iso: iso_path.borrow().clone(),
+            disk_gib: disk.value() as u64,
             devices: checks
                 .iter()
                 .filter(|(_, c)| c.is_active())
