@@ -405,7 +405,7 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("traspasoctl: {}", err.message);
+            eprintln!("traspasoctl: {}", printable(&err.message));
             if globals.json {
                 let body = serde_json::json!({
                     "error": { "message": err.message, "exit_code": err.exit as u8 }
@@ -418,9 +418,30 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
 }
 
 /// Print to stdout; a closed pipe (`| head`) is not an error worth a panic.
+/// Text for a terminal: names come from pci.ids, captures and remote
+/// libvirt hosts, so control characters (an escape sequence could rewrite
+/// the screen) are shown as U+FFFD. Newlines and tabs stay.
+pub fn printable(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                '\u{FFFD}'
+            } else {
+                c
+            }
+        })
+        .collect()
+}
+
 fn print_out(text: &str) {
     let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{text}");
+    let _ = writeln!(out, "{}", printable(text));
 }
 
 fn print_json<T: Serialize>(value: &T) -> CliResult {

@@ -19,7 +19,6 @@ use crate::assign::{Direction, MoveError, Mover};
 use crate::host::HostRoot;
 use crate::i18n::gettext;
 use crate::pci::PciAddress;
-use crate::topology::Topology;
 
 /// Bus name and interface.
 pub const BUS_NAME: &str = "io.github.traspaso.Helper1";
@@ -153,6 +152,9 @@ pub struct Helper {
     root: Option<PathBuf>,
     /// One move at a time; later callers wait here.
     moves: Arc<tokio::sync::Mutex<()>>,
+    /// GetDeviceState needs no authorisation: at most two run at once, so
+    /// a flood of calls queues instead of keeping every core on scans.
+    reads: Arc<tokio::sync::Semaphore>,
 }
 
 impl Helper {
@@ -160,6 +162,7 @@ impl Helper {
         Helper {
             root,
             moves: Arc::new(tokio::sync::Mutex::new(())),
+            reads: Arc::new(tokio::sync::Semaphore::new(2)),
         }
     }
 
@@ -243,10 +246,16 @@ impl Helper {
         address: &str,
     ) -> Result<HashMap<String, OwnedValue>, HelperError> {
         let address = parse_address(address)?;
+        let _turn = self
+            .reads
+            .acquire()
+            .await
+            .map_err(|e| HelperError::Failed(e.to_string()))?;
         let root = self.root.clone();
         let state = tokio::task::spawn_blocking(move || {
             let host = Self::host(&root)?;
-            let topology = Topology::load_group(&host, None, &address)
+            // No names database: the state holds addresses and drivers only.
+            let topology = crate::topology::scan_group(&host, &address)
                 .map_err(|e| HelperError::Failed(e.to_string()))?;
             Ok::<_, HelperError>(Mover::new(&host).status(&topology, &address)?)
         })

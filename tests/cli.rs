@@ -345,3 +345,27 @@ fn spanish_follows_the_language() {
         stderr(&out)
     );
 }
+
+#[test]
+fn control_characters_from_names_never_reach_the_terminal() {
+    // A names database (as a capture or a remote host could carry) with an
+    // escape sequence in a device name.
+    let root = host("ivy-bridge-desktop");
+    let ids = root.path().join("evil.ids");
+    std::fs::write(
+        &ids,
+        "10de  NVIDIA Corporation\n\t1402  GTX\x1b[2J\x1b]0;pwned\x07 950\n",
+    )
+    .unwrap();
+    let out = ctl(&[
+        "--root",
+        root_arg(root.path()),
+        "--pci-ids",
+        ids.to_str().unwrap(),
+        "topology",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(!text.contains('\x1b') && !text.contains('\x07'), "{text:?}");
+    assert!(text.contains("GTX\u{FFFD}[2J"), "{text}");
+}
