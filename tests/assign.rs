@@ -409,40 +409,27 @@ fn btrfs_sources_swap_virtio_and_bridged_nics_are_caught() {
 fn a_group_held_by_a_vm_does_not_go_back_to_the_host() {
     let root = host("ivy-bridge-desktop");
     let r = root.path();
+    let refused_naming = |who: &str| {
+        let out = ctl(&[
+            "--root",
+            r.to_str().unwrap(),
+            "device",
+            "to-host",
+            "01:00.0",
+        ]);
+        assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+        assert!(stderr(&out).contains(who), "{}", stderr(&out));
+    };
     put(r, "/proc/777/comm", "qemu-system-x86\n");
     link(r, "/proc/777/fd/31", "/dev/vfio/1");
-    let out = ctl(&[
-        "--root",
-        r.to_str().unwrap(),
-        "device",
-        "to-host",
-        "01:00.0",
-    ]);
-    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("qemu-system-x86 (777)"),
-        "{}",
-        stderr(&out)
-    );
+    refused_naming("qemu-system-x86 (777)");
     // A VM started by libvirt is named.
     put(
         r,
         "/proc/777/cmdline",
         "/usr/bin/qemu-system-x86_64\0-name\0guest=win11,debug-threads=on\0-S\0",
     );
-    let out = ctl(&[
-        "--root",
-        r.to_str().unwrap(),
-        "device",
-        "to-host",
-        "01:00.0",
-    ]);
-    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("the virtual machine “win11” (process 777)"),
-        "{}",
-        stderr(&out)
-    );
+    refused_naming("the virtual machine “win11” (process 777)");
 }
 
 #[test]

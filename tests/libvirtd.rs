@@ -369,19 +369,17 @@ fn vms_on_a_real_libvirtd() {
 
     // A new disk: refused while the host has no default storage pool, then
     // made there as qcow2 once it has one; a taken name makes no disk.
-    let out = vm(
-        &d,
-        &[
-            "create",
-            plain,
-            "--type",
-            "qemu",
-            "--memory",
-            "256",
-            "--disk-size",
-            "1",
-        ],
-    );
+    let with_disk = [
+        "create",
+        plain.as_str(),
+        "--type",
+        "qemu",
+        "--memory",
+        "256",
+        "--disk-size",
+        "1",
+    ];
+    let out = vm(&d, &with_disk);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("no storage pool “default”"),
@@ -408,19 +406,7 @@ fn vms_on_a_real_libvirtd() {
             .unwrap();
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));
     }
-    let out = vm(
-        &d,
-        &[
-            "create",
-            plain,
-            "--type",
-            "qemu",
-            "--memory",
-            "256",
-            "--disk-size",
-            "1",
-        ],
-    );
+    let out = vm(&d, &with_disk);
     assert!(out.status.success(), "{}", stderr(&out));
     let image = images.join(format!("{plain}.qcow2"));
     assert!(image.exists(), "no {}", image.display());

@@ -842,6 +842,37 @@ fn group_rows(topology: &Topology) -> Vec<(u32, PciAddress, String, String)> {
         .collect()
 }
 
+/// A modal dialog with Cancel and a suggested action in its header bar:
+/// the window, its content box (the header bar in it) and the action button.
+fn modal_dialog(
+    parent: &adw::Window,
+    title: &str,
+    (name, (width, height)): (&str, (i32, i32)),
+    (action, action_name): (&str, &str),
+) -> (adw::Window, gtk::Box, gtk::Button) {
+    let dialog = adw::Window::builder()
+        .title(title)
+        .transient_for(parent)
+        .modal(true)
+        .default_width(width)
+        .default_height(height)
+        .build();
+    dialog.set_widget_name(name);
+    let outer = gtk::Box::new(gtk::Orientation::Vertical, 0);
+    let header = adw::HeaderBar::new();
+    header.set_show_end_title_buttons(false);
+    let cancel = gtk::Button::with_mnemonic(&gettext("_Cancel"));
+    let d = dialog.clone();
+    cancel.connect_clicked(move |_| d.close());
+    let button = gtk::Button::with_mnemonic(action);
+    button.set_widget_name(action_name);
+    button.add_css_class("suggested-action");
+    header.pack_start(&cancel);
+    header.pack_end(&button);
+    outer.append(&header);
+    (dialog, outer, button)
+}
+
 /// The "New Virtual Machine" dialog.
 fn create_dialog(
     parent: &adw::Window,
@@ -850,24 +881,12 @@ fn create_dialog(
     uri: &str,
     sender: &ComponentSender<Vms>,
 ) -> adw::Window {
-    let dialog = adw::Window::builder()
-        .title(gettext("New Virtual Machine"))
-        .transient_for(parent)
-        .modal(true)
-        .default_width(560)
-        .default_height(640)
-        .build();
-    dialog.set_widget_name("vm-create");
-    let outer = gtk::Box::new(gtk::Orientation::Vertical, 0);
-    let header = adw::HeaderBar::new();
-    header.set_show_end_title_buttons(false);
-    let cancel = gtk::Button::with_mnemonic(&gettext("_Cancel"));
-    let create = gtk::Button::with_mnemonic(&gettext("C_reate"));
-    create.set_widget_name("vm-create-button");
-    create.add_css_class("suggested-action");
-    header.pack_start(&cancel);
-    header.pack_end(&create);
-    outer.append(&header);
+    let (dialog, outer, create) = modal_dialog(
+        parent,
+        &gettext("New Virtual Machine"),
+        ("vm-create", (560, 640)),
+        (&gettext("C_reate"), "vm-create-button"),
+    );
 
     let page = adw::PreferencesPage::new();
     let basics = adw::PreferencesGroup::new();
@@ -1013,8 +1032,6 @@ fn create_dialog(
     outer.append(&page);
     dialog.set_content(Some(&outer));
 
-    let d = dialog.clone();
-    cancel.connect_clicked(move |_| d.close());
     let input = sender.input_sender().clone();
     let d = dialog.clone();
     let keep = chooser_slot;
@@ -1051,28 +1068,13 @@ fn attach_dialog(
     vm_name: &str,
     sender: &ComponentSender<Vms>,
 ) -> adw::Window {
-    let dialog = adw::Window::builder()
-        .title(gettext_f(
-            "Attach a Group to “{name}”",
-            &[("name", vm_name)],
-        ))
-        .transient_for(parent)
-        .modal(true)
-        .default_width(520)
-        .default_height(520)
-        .build();
-    dialog.set_widget_name("vm-attach-dialog");
-    let outer = gtk::Box::new(gtk::Orientation::Vertical, 0);
-    let header = adw::HeaderBar::new();
-    header.set_show_end_title_buttons(false);
-    let cancel = gtk::Button::with_mnemonic(&gettext("_Cancel"));
-    let attach = gtk::Button::with_mnemonic(&gettext("_Attach"));
-    attach.set_widget_name("vm-attach-button");
-    attach.add_css_class("suggested-action");
+    let (dialog, outer, attach) = modal_dialog(
+        parent,
+        &gettext_f("Attach a Group to “{name}”", &[("name", vm_name)]),
+        ("vm-attach-dialog", (520, 520)),
+        (&gettext("_Attach"), "vm-attach-button"),
+    );
     attach.set_sensitive(false);
-    header.pack_start(&cancel);
-    header.pack_end(&attach);
-    outer.append(&header);
     let page = adw::PreferencesPage::new();
     let group = adw::PreferencesGroup::new();
     group.set_description(Some(&gettext(
@@ -1105,8 +1107,6 @@ fn attach_dialog(
     page.add(&group);
     outer.append(&page);
     dialog.set_content(Some(&outer));
-    let d = dialog.clone();
-    cancel.connect_clicked(move |_| d.close());
     let (d, input, name) = (
         dialog.clone(),
         sender.input_sender().clone(),
