@@ -790,6 +790,8 @@ impl<'a> Mover<'a> {
         let Some(text) = self.must_read("/proc/self/mountinfo")? else {
             return Ok(Vec::new());
         };
+        // A btrfs filesystem can span several disks; the mount names one.
+        let btrfs = self.btrfs_members()?;
         let mut out = Vec::new();
         for line in text.lines() {
             let fields: Vec<&str> = line.split_whitespace().collect();
@@ -810,11 +812,37 @@ impl<'a> Mover<'a> {
                     .map(str::to_owned)
                     .unwrap_or_default(),
             };
+            if fields[dash + 1] == "btrfs" {
+                for members in btrfs.iter().filter(|m| m.contains(&source)) {
+                    for member in members.iter().filter(|m| **m != source) {
+                        out.push(Mount {
+                            number: fields[2].to_owned(),
+                            source: member.clone(),
+                            point: fields[4].to_owned(),
+                        });
+                    }
+                }
+            }
             out.push(Mount {
                 number: fields[2].to_owned(),
                 source,
                 point: fields[4].to_owned(),
             });
+        }
+        Ok(out)
+    }
+
+    /// The member disks of each btrfs filesystem the kernel knows
+    /// (`/sys/fs/btrfs/FSID/devices/`), by kernel name.
+    fn btrfs_members(&self) -> Result<Vec<Vec<String>>, HostError> {
+        let mut out = Vec::new();
+        for fsid in self.host.read_dir_or_empty("/sys/fs/btrfs")? {
+            let members = self
+                .host
+                .read_dir_or_empty(format!("/sys/fs/btrfs/{fsid}/devices"))?;
+            if !members.is_empty() {
+                out.push(members);
+            }
         }
         Ok(out)
     }
