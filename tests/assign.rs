@@ -366,7 +366,11 @@ fn btrfs_sources_swap_virtio_and_bridged_nics_are_caught() {
         "31 1 0:46 / /data rw shared:2 - btrfs /dev/nvme0n1p3 rw\n",
     );
     let (code, _) = refused(r, "00:1f.2");
-    assert_eq!(code, Some(2), "without the member list it is not this disk's");
+    assert_eq!(
+        code,
+        Some(2),
+        "without the member list it is not this disk's"
+    );
     put(r, "/sys/fs/btrfs/0b1c-fsid/devices/nvme0n1p3", "");
     put(r, "/sys/fs/btrfs/0b1c-fsid/devices/sda2", "");
     let (code, err) = refused(r, "00:1f.2");
