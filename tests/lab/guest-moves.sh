@@ -50,6 +50,16 @@ modprobe -r vfio-pci 2>/dev/null
 gpu=$(drv 01:00.0) audio=$(drv 01:00.1) nic=$(drv 02:00.0) e1=$(drv 04:01.0) e2=$(drv 04:02.0)
 echo "before: 01:00.0=$gpu 01:00.1=$audio 02:00.0=$nic 04:01.0=$e1 04:02.0=$e2"
 
+# The NIC's option ROM (QEMU's iPXE) read through sysfs on a real kernel:
+# enabled, read and disabled again.
+"$ctl" rom --device 02:00.0 >rom.log 2>&1
+got=$?
+cat rom.log >>moves.log
+[ "$got" = 0 ] && ok "the NIC's ROM reads: exit 0" || bad "the NIC's ROM: exit $got"
+grep -q "UEFI" rom.log && ok "its ROM has a UEFI image" || bad "no UEFI image in: $(cat rom.log)"
+[ "$(cat /sys/bus/pci/devices/0000:02:00.0/rom 2>/dev/null | head -c 1 | wc -c)" = 0 ] \
+    && ok "the ROM is switched off again" || bad "the ROM was left switched on"
+
 # The NIC alone; vfio-pci is loaded on the way.
 run 0 "NIC to the guest" device to-guest 02:00.0
 expect "NIC to the guest" 02:00.0 vfio-pci
@@ -65,6 +75,8 @@ wait_until "the VM holds /dev/vfio/$grp" sh -c "[ \"\$(readlink /proc/$holder/fd
 run 4 "a group held by a VM stays" device to-host 02:00.0
 expect "a group held by a VM stays" 02:00.0 vfio-pci
 grep -q "labvm" moves.log && ok "the refusal names the VM" || bad "the refusal does not name the VM"
+# Its option ROM is not switched on under the VM either.
+run 4 "no ROM read while a VM holds the group" rom --device 02:00.0
 kill "$holder"
 wait "$holder" 2>/dev/null
 run 0 "NIC back" device to-host 02:00.0
