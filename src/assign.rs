@@ -161,6 +161,12 @@ pub enum Refusal {
         device: String,
         processes: Vec<String>,
     },
+    /// The NIC carries the traffic of mounted network filesystems.
+    NetworkFilesystem {
+        device: String,
+        interface: String,
+        mounts: Vec<String>,
+    },
     /// A process (a running VM) holds the group's /dev/vfio node.
     GroupInUse {
         group: u32,
@@ -176,6 +182,9 @@ struct Mount {
     /// The kernel name of the source device (`sda1`, `dm-0`), or empty.
     source: String,
     point: String,
+    /// For a network filesystem (NFS, SMB/CIFS, Ceph…): its server's
+    /// address, from the `addr=` the kernel shows in the mount's options.
+    server: Option<std::net::IpAddr>,
 }
 
 /// Block devices on one function.
@@ -245,6 +254,18 @@ impl std::fmt::Display for MoveError {
                 Refusal::GroupInUse { group, processes } => gettext_f(
                     "Refused: IOMMU group {group} is in use by {processes}. Shut the virtual machine down first.",
                     &[("group", &group.to_string()), ("processes", &processes.join(", "))],
+                ),
+                Refusal::NetworkFilesystem {
+                    device,
+                    interface,
+                    mounts,
+                } => gettext_f(
+                    "Refused: the network filesystems {mounts} reach their server through {interface} on {device}. The host would lose them.",
+                    &[
+                        ("device", device),
+                        ("interface", interface),
+                        ("mounts", &mounts.join(", ")),
+                    ],
                 ),
                 Refusal::GpuInUse { device, processes } => gettext_f(
                     "Refused: {device} is in use by {processes}. Close them (or log out of the session that runs on it), or move anyway with --force.",
@@ -754,6 +775,27 @@ impl<'a> Mover<'a> {
                     mounts: held,
                 }));
             }
+            // Network filesystems reached through this function's NIC.
+            let mut carried = Vec::new();
+            let mut through = String::new();
+            for m in &mounts {
+                let Some(server) = m.server else { continue };
+                if let Some(interface) = self.route_interface(server)? {
+                    if self.interface_on(&interface, &device.address, 0)? {
+                        carried.push(m.point.clone());
+                        through = interface;
+                    }
+                }
+            }
+            if !carried.is_empty() {
+                carried.sort();
+                carried.dedup();
+                return Err(MoveError::Refused(Refusal::NetworkFilesystem {
+                    device: device.label(),
+                    interface: through,
+                    mounts: carried,
+                }));
+            }
             for interface in &routes {
                 if self.interface_on(interface, &device.address, 0)? {
                     return Err(MoveError::Refused(Refusal::DefaultRoute {
@@ -819,14 +861,20 @@ impl<'a> Mover<'a> {
                             number: fields[2].to_owned(),
                             source: member.clone(),
                             point: fields[4].to_owned(),
+                            server: None,
                         });
                     }
                 }
             }
+            let server = fields
+                .get(dash + 3)
+                .and_then(|options| options.split(',').find_map(|o| o.strip_prefix("addr=")))
+                .and_then(|a| a.parse().ok());
             out.push(Mount {
                 number: fields[2].to_owned(),
                 source,
                 point: fields[4].to_owned(),
+                server,
             });
         }
         Ok(out)
@@ -921,6 +969,65 @@ impl<'a> Mover<'a> {
     }
 
     /// Interfaces that carry an IPv4 or IPv6 default route.
+    /// The interface the host reaches `ip` through: the most specific route
+    /// (then the lowest metric) in /proc/net/route or /proc/net/ipv6_route.
+    fn route_interface(&self, ip: std::net::IpAddr) -> Result<Option<String>, HostError> {
+        // (prefix length, metric, interface)
+        let mut best: Option<(u32, u32, String)> = None;
+        let mut consider = |prefix: u32, metric: u32, iface: &str| {
+            let better = match &best {
+                None => true,
+                Some((p, m, _)) => prefix > *p || (prefix == *p && metric < *m),
+            };
+            if better {
+                best = Some((prefix, metric, iface.to_owned()));
+            }
+        };
+        match ip {
+            std::net::IpAddr::V4(v4) => {
+                let Some(text) = self.must_read("/proc/net/route")? else {
+                    return Ok(None);
+                };
+                // The kernel prints addresses in memory order: little-endian here.
+                let ip = u32::from_le_bytes(v4.octets());
+                for line in text.lines().skip(1) {
+                    let f: Vec<&str> = line.split_whitespace().collect();
+                    let hex = |i: usize| f.get(i).and_then(|v| u32::from_str_radix(v, 16).ok());
+                    let (Some(dest), Some(metric), Some(mask)) = (hex(1), hex(6), hex(7)) else {
+                        continue;
+                    };
+                    if ip & mask == dest {
+                        consider(mask.count_ones(), metric, f[0]);
+                    }
+                }
+            }
+            std::net::IpAddr::V6(v6) => {
+                let Ok(text) = self.host.read_string("/proc/net/ipv6_route") else {
+                    return Ok(None);
+                };
+                let ip = u128::from_be_bytes(v6.octets());
+                for line in text.lines() {
+                    let f: Vec<&str> = line.split_whitespace().collect();
+                    if f.len() != 10 || f[9] == "lo" {
+                        continue;
+                    }
+                    let (Ok(dest), Ok(prefix), Ok(metric)) = (
+                        u128::from_str_radix(f[0], 16),
+                        u32::from_str_radix(f[1], 16),
+                        u32::from_str_radix(f[5], 16),
+                    ) else {
+                        continue;
+                    };
+                    let mask = u128::MAX.checked_shl(128 - prefix.min(128)).unwrap_or(0);
+                    if ip & mask == dest & mask {
+                        consider(prefix, metric, f[9]);
+                    }
+                }
+            }
+        }
+        Ok(best.map(|(_, _, iface)| iface))
+    }
+
     fn default_route_interfaces(&self) -> Result<Vec<String>, HostError> {
         let mut out = Vec::new();
         if let Some(text) = self.must_read("/proc/net/route")? {

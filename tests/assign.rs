@@ -573,3 +573,59 @@ fn the_lock_is_for_root_only_and_a_captured_journal_is_left_alone() {
     assert!(Mover::new(&host).recover().unwrap().is_none());
     assert!(r.join(JOURNAL.trim_start_matches('/')).exists());
 }
+
+#[test]
+fn a_nic_carrying_network_filesystems_is_refused() {
+    let root = host("ivy-bridge-desktop");
+    let r = root.path();
+    let nic = device_dir(r, "0000:00:19.0");
+    link(r, "/sys/class/net/eno1/device", &format!("../../..{nic}"));
+    // The default route goes through Wi-Fi; eno1 reaches only the LAN
+    // (192.168.1.0/24 and fd00:1::/64), where the file servers are.
+    put(
+        r,
+        "/proc/net/route",
+        "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n\
+         wlan0\t00000000\t01000A0A\t0003\t0\t0\t600\t00000000\t0\t0\t0\n\
+         eno1\t0001A8C0\t00000000\t0001\t0\t0\t100\t00FFFFFF\t0\t0\t0\n",
+    );
+    put(
+        r,
+        "/proc/net/ipv6_route",
+        "fd000001000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     eno1\n",
+    );
+    let to_guest = || {
+        let out = ctl(&[
+            "--root",
+            r.to_str().unwrap(),
+            "device",
+            "to-guest",
+            "00:19.0",
+        ]);
+        (out.status.code(), stderr(&out))
+    };
+    let mount = |options: &str| {
+        put(
+            r,
+            "/proc/self/mountinfo",
+            &format!(
+                "23 1 0:5 / /proc rw - proc proc rw\n\
+                 40 1 0:52 / /srv/media rw,relatime shared:9 - nfs4 nas:/media {options}\n"
+            ),
+        );
+    };
+    // A server on the LAN: refused, naming the mount and the interface.
+    mount("rw,vers=4.2,rsize=1048576,proto=tcp,clientaddr=192.168.1.5,addr=192.168.1.20");
+    let (code, err) = to_guest();
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains("/srv/media") && err.contains("eno1"), "{err}");
+    // The same over IPv6.
+    mount("rw,vers=4.2,proto=tcp6,addr=fd00:1::20");
+    let (code, err) = to_guest();
+    assert_eq!(code, Some(4), "{err}");
+    assert!(err.contains("/srv/media"), "{err}");
+    // A server reached through the Wi-Fi: the NIC may go.
+    mount("rw,vers=4.2,proto=tcp,addr=10.10.0.9");
+    let (code, err) = to_guest();
+    assert_eq!(code, Some(2), "only the capture stops it: {err}");
+}
