@@ -1353,38 +1353,12 @@ impl<'a> Mover<'a> {
         Ok(todo.iter().map(|d| d.address).collect())
     }
 
-    fn bind_vfio(&self, address: &PciAddress) -> Result<(), (Step, String)> {
+    /// The three writes of either way: `driver_override` ← `value`, unbind
+    /// (when bound), `drivers_probe`.
+    fn rebind(&self, address: &PciAddress, value: &[u8]) -> Result<(), (Step, String)> {
         let dir = device_dir(address);
         let name = address.to_string();
-        self.write_step(
-            Step::Override,
-            &dir.join("driver_override"),
-            VFIO.as_bytes(),
-        )
-        .map_err(|e| (Step::Override, e.to_string()))?;
-        if self
-            .driver(address)
-            .map_err(|e| (Step::Unbind, e.to_string()))?
-            .is_some()
-        {
-            self.write_step(Step::Unbind, &dir.join("driver/unbind"), name.as_bytes())
-                .map_err(|e| (Step::Unbind, e.to_string()))?;
-        }
-        self.write_step(Step::Probe, Path::new(DRIVERS_PROBE), name.as_bytes())
-            .map_err(|e| (Step::Probe, e.to_string()))?;
-        self.wait_for_driver(address, Some(VFIO))
-            .map(|_| ())
-            .map_err(|e| (Step::Verify, e))?;
-        if self.injected(Step::Verify) {
-            return Err((Step::Verify, self.injected_failure()));
-        }
-        Ok(())
-    }
-
-    fn release(&self, address: &PciAddress, original: Option<&str>) -> Result<(), (Step, String)> {
-        let dir = device_dir(address);
-        let name = address.to_string();
-        self.write_step(Step::Override, &dir.join("driver_override"), b"\n")
+        self.write_step(Step::Override, &dir.join("driver_override"), value)
             .map_err(|e| (Step::Override, e.to_string()))?;
         if self
             .driver(address)
@@ -1395,7 +1369,22 @@ impl<'a> Mover<'a> {
                 .map_err(|e| (Step::Unbind, e.to_string()))?;
         }
         self.write_step(Step::Probe, Path::new(DRIVERS_PROBE), name.as_bytes())
-            .map_err(|e| (Step::Probe, e.to_string()))?;
+            .map_err(|e| (Step::Probe, e.to_string()))
+    }
+
+    fn bind_vfio(&self, address: &PciAddress) -> Result<(), (Step, String)> {
+        self.rebind(address, VFIO.as_bytes())?;
+        self.wait_for_driver(address, Some(VFIO))
+            .map(|_| ())
+            .map_err(|e| (Step::Verify, e))?;
+        if self.injected(Step::Verify) {
+            return Err((Step::Verify, self.injected_failure()));
+        }
+        Ok(())
+    }
+
+    fn release(&self, address: &PciAddress, original: Option<&str>) -> Result<(), (Step, String)> {
+        self.rebind(address, b"\n")?;
         match self.wait_for_driver(address, original) {
             Ok(_) if self.injected(Step::Verify) => Err((Step::Verify, self.injected_failure())),
             Ok(_) => Ok(()),

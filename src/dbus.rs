@@ -173,6 +173,20 @@ impl Helper {
         }
     }
 
+    /// A move asked for on the bus: a well-formed address, then polkit,
+    /// then the move in its turn.
+    async fn authorized_move(
+        &self,
+        connection: &zbus::Connection,
+        header: &Header<'_>,
+        address: &str,
+        direction: Direction,
+    ) -> Result<Vec<String>, HelperError> {
+        let address = parse_address(address)?;
+        authorize(connection, header, ACTION_ASSIGN).await?;
+        self.run_move(address, direction).await
+    }
+
     async fn run_move(
         &self,
         address: PciAddress,
@@ -296,9 +310,8 @@ impl Helper {
         #[zbus(connection)] connection: &zbus::Connection,
         address: &str,
     ) -> Result<Vec<String>, HelperError> {
-        let address = parse_address(address)?;
-        authorize(connection, &header, ACTION_ASSIGN).await?;
-        self.run_move(address, Direction::ToGuest).await
+        self.authorized_move(connection, &header, address, Direction::ToGuest)
+            .await
     }
 
     /// Give the function's whole group back to its host drivers.
@@ -308,9 +321,8 @@ impl Helper {
         #[zbus(connection)] connection: &zbus::Connection,
         address: &str,
     ) -> Result<Vec<String>, HelperError> {
-        let address = parse_address(address)?;
-        authorize(connection, &header, ACTION_ASSIGN).await?;
-        self.run_move(address, Direction::ToHost).await
+        self.authorized_move(connection, &header, address, Direction::ToHost)
+            .await
     }
 
     /// The function's option ROM, read through sysfs.
